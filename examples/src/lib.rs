@@ -1,0 +1,1 @@
+//! Host demos of the MQTT link; see the `src/bin` programs.
