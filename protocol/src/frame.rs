@@ -1,0 +1,328 @@
+//! Frames: a postcard-encoded message, its CRC-16, COBS-encoded and ended by one `0x00`.
+//!
+//! ```text
+//! frame = COBS( message ‖ crc16_le(message) ) ‖ 0x00
+//! ```
+//!
+//! The CRC is CRC-16/IBM-3740 (polynomial 0x1021, initial value 0xFFFF, not reflected, no final XOR; the
+//! "CCITT-FALSE" CRC). 0x1021 keeps a Hamming distance of 4 up to 32 751 bits, far beyond the longest frame
+//! (about 11 000 bits), so every 1-, 2- and 3-bit error and every odd number of bit errors (0x1021 has the factor
+//! x + 1) and every burst of up to 16 bits is caught. The non-zero initial value makes leading zero bytes count.
+//! Two bytes of CRC are a fair price on frames of tens of bytes; CRC-32 would cost two more for no need.
+//!
+//! COBS removes every `0x00` from the frame body, so `0x00` marks the end of a frame unambiguously and a decoder
+//! that starts in the middle of a frame is back in step at the next `0x00`.
+
+use crc::{Crc, Digest, NoTable, CRC_16_IBM_3740};
+use postcard::ser_flavors::Flavor;
+use serde::Serialize;
+
+use crate::message::MAX_MESSAGE_LEN;
+
+/// The frame CRC (see the module documentation for the choice).
+pub const CRC: Crc<u16, NoTable> = Crc::<u16, NoTable>::new(&CRC_16_IBM_3740);
+
+/// Bytes the CRC adds.
+pub const CRC_LEN: usize = 2;
+
+/// Upper bound of the encoded length (COBS, CRC and delimiter included) of a body of `n` bytes.
+pub const fn max_encoded_len(n: usize) -> usize {
+    let body = n + CRC_LEN;
+    body + body / 254 + 1 + 1
+}
+
+/// Longest frame any valid message produces; a decoder with this capacity accepts every message.
+pub const MAX_FRAME_LEN: usize = max_encoded_len(MAX_MESSAGE_LEN);
+
+/// Why a message could not be encoded into a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EncodeError {
+    /// The caller's buffer is too small for this frame.
+    BufferFull,
+    /// The message cannot be serialized (should not happen for this crate's messages).
+    Serialize,
+}
+
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EncodeError::BufferFull => f.write_str("frame buffer too small"),
+            EncodeError::Serialize => f.write_str("message cannot be serialized"),
+        }
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// A postcard flavor that COBS-encodes into a slice as it goes and keeps the CRC of the raw bytes.
+struct CobsCrcWriter<'b> {
+    buf: &'b mut [u8],
+    /// Where the code byte of the current block goes.
+    code_at: usize,
+    /// Next free position.
+    pos: usize,
+    /// Code of the current block: 1 + data bytes in it.
+    code: u8,
+    digest: Digest<'static, u16, NoTable>,
+}
+
+impl<'b> CobsCrcWriter<'b> {
+    fn new(buf: &'b mut [u8]) -> Result<Self, postcard::Error> {
+        if buf.is_empty() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        Ok(CobsCrcWriter {
+            buf,
+            code_at: 0,
+            pos: 1,
+            code: 1,
+            digest: CRC.digest(),
+        })
+    }
+
+    fn put(&mut self, at: usize, byte: u8) -> postcard::Result<()> {
+        *self.buf.get_mut(at).ok_or(postcard::Error::SerializeBufferFull)? = byte;
+        Ok(())
+    }
+
+    fn close_block(&mut self) -> postcard::Result<()> {
+        self.put(self.code_at, self.code)?;
+        self.code_at = self.pos;
+        self.pos += 1;
+        self.code = 1;
+        Ok(())
+    }
+
+    /// COBS-encodes one byte without touching the CRC.
+    fn encode(&mut self, byte: u8) -> postcard::Result<()> {
+        if byte == 0 {
+            return self.close_block();
+        }
+        self.put(self.pos, byte)?;
+        self.pos += 1;
+        self.code += 1;
+        if self.code == 0xFF {
+            self.close_block()?;
+        }
+        Ok(())
+    }
+}
+
+impl Flavor for CobsCrcWriter<'_> {
+    type Output = usize;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.digest.update(&[data]);
+        self.encode(data)
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.digest.update(data);
+        data.iter().try_for_each(|&b| self.encode(b))
+    }
+
+    fn finalize(mut self) -> postcard::Result<usize> {
+        let crc = core::mem::replace(&mut self.digest, CRC.digest()).finalize();
+        for b in crc.to_le_bytes() {
+            self.encode(b)?;
+        }
+        self.put(self.code_at, self.code)?;
+        self.put(self.pos, 0)?;
+        Ok(self.pos + 1)
+    }
+}
+
+/// Encodes `msg` as one frame into `buf` and returns the frame's length (delimiter included).
+///
+/// `buf` needs at most [`max_encoded_len`] of the message's length; [`MAX_FRAME_LEN`] is always enough.
+pub fn encode<T: Serialize + ?Sized>(msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let writer = CobsCrcWriter::new(buf).map_err(|_| EncodeError::BufferFull)?;
+    postcard::serialize_with_flavor(msg, writer).map_err(|e| match e {
+        postcard::Error::SerializeBufferFull => EncodeError::BufferFull,
+        _ => EncodeError::Serialize,
+    })
+}
+
+/// Why a frame was dropped by the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FrameError {
+    /// The CRC does not match: bits were damaged on the way.
+    Crc,
+    /// The frame is longer than the decoder's buffer; it was skipped up to its delimiter.
+    Overlong,
+    /// The COBS structure is broken (a block runs past the delimiter) or the frame is too short for a CRC.
+    Malformed,
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrameError::Crc => f.write_str("frame CRC mismatch"),
+            FrameError::Overlong => f.write_str("frame longer than the receive buffer"),
+            FrameError::Malformed => f.write_str("malformed frame"),
+        }
+    }
+}
+
+impl core::error::Error for FrameError {}
+
+/// What [`FrameDecoder::feed`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Feed<'a, 'b> {
+    /// Every input byte was consumed and no frame ended.
+    Consumed,
+    /// A frame ended and is intact: its message bytes (CRC removed) and the input not consumed yet.
+    Frame {
+        /// The message bytes, for [`crate::Request::decode`] or [`crate::Event::decode`].
+        message: &'b [u8],
+        /// Input bytes after the frame's delimiter.
+        rest: &'a [u8],
+    },
+    /// A frame ended and was dropped (and counted); the input not consumed yet.
+    Error {
+        /// Why it was dropped.
+        error: FrameError,
+        /// Input bytes after the frame's delimiter.
+        rest: &'a [u8],
+    },
+}
+
+/// Counters kept by a [`FrameDecoder`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DecoderStats {
+    /// Intact frames.
+    pub frames: u32,
+    /// Frames with a bad CRC.
+    pub crc_errors: u32,
+    /// Frames longer than the buffer.
+    pub overlong: u32,
+    /// Frames with broken COBS or too short.
+    pub malformed: u32,
+}
+
+/// A byte-fed frame decoder with an `N`-byte buffer (the longest message it accepts is `N - 2`).
+///
+/// Feed it whatever bytes arrive; it never panics, whatever they are, and it resynchronises at every `0x00`.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    /// Data bytes left in the current COBS block; 0 means the next byte is a code byte.
+    block_left: u8,
+    /// The current block ends with an implied zero (its code was below 0xFF).
+    zero_after_block: bool,
+    /// Any byte of the current frame seen.
+    started: bool,
+    overlong: bool,
+    stats: DecoderStats,
+}
+
+impl<const N: usize> Default for FrameDecoder<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> FrameDecoder<N> {
+    /// An empty decoder.
+    pub const fn new() -> Self {
+        FrameDecoder {
+            buf: [0; N],
+            len: 0,
+            block_left: 0,
+            zero_after_block: false,
+            started: false,
+            overlong: false,
+            stats: DecoderStats {
+                frames: 0,
+                crc_errors: 0,
+                overlong: 0,
+                malformed: 0,
+            },
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> DecoderStats {
+        self.stats
+    }
+
+    /// Forgets a partial frame (after a link resynchronisation, for instance). Counters are kept.
+    pub fn reset(&mut self) {
+        self.len = 0;
+        self.block_left = 0;
+        self.zero_after_block = false;
+        self.started = false;
+        self.overlong = false;
+    }
+
+    fn push(&mut self, byte: u8) {
+        if self.len < N {
+            self.buf[self.len] = byte;
+            self.len += 1;
+        } else {
+            self.overlong = true;
+        }
+    }
+
+    /// Consumes input up to and including the first frame delimiter, and says what it found there.
+    ///
+    /// Call it again with `rest` until it returns [`Feed::Consumed`]. Empty frames (two delimiters in a row) are
+    /// skipped silently.
+    pub fn feed<'a>(&mut self, input: &'a [u8]) -> Feed<'a, '_> {
+        for (i, &byte) in input.iter().enumerate() {
+            if byte != 0 {
+                self.started = true;
+                if self.block_left == 0 {
+                    if self.zero_after_block {
+                        self.push(0);
+                    }
+                    self.block_left = byte - 1;
+                    self.zero_after_block = byte < 0xFF;
+                } else {
+                    self.push(byte);
+                    self.block_left -= 1;
+                }
+                continue;
+            }
+            let rest = &input[i + 1..];
+            if !self.started {
+                continue;
+            }
+            let result = self.finish();
+            let len = self.len;
+            self.reset();
+            return match result {
+                Ok(()) => Feed::Frame {
+                    message: &self.buf[..len - CRC_LEN],
+                    rest,
+                },
+                Err(error) => Feed::Error { error, rest },
+            };
+        }
+        Feed::Consumed
+    }
+
+    fn finish(&mut self) -> Result<(), FrameError> {
+        if self.overlong {
+            self.stats.overlong += 1;
+            return Err(FrameError::Overlong);
+        }
+        if self.block_left != 0 || self.len < CRC_LEN + 1 {
+            self.stats.malformed += 1;
+            return Err(FrameError::Malformed);
+        }
+        let (body, crc) = self.buf[..self.len].split_at(self.len - CRC_LEN);
+        if CRC.checksum(body).to_le_bytes() != crc {
+            self.stats.crc_errors += 1;
+            return Err(FrameError::Crc);
+        }
+        self.stats.frames += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! The two link engines.
+
+use super::bits::{LinkIo, RxBits, RxOut, TxBits};
+use crate::frame::MAX_FRAME_LEN;
+
+/// Bits the master accepts from the slave without a preamble before it calls the link faulty: the longest
+/// frame, stuffed, plus a preamble. A slave that sends only zeros (a stuck B_DAT) is caught by this.
+pub const MAX_BITS_WITHOUT_SYNC: u32 = (MAX_FRAME_LEN as u32 * 8) * 16 / 15 + 64;
+
+/// What a link end wants after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use]
+pub struct Step {
+    /// Level to drive on this end's clock line.
+    pub clk: bool,
+    /// Level to drive on this end's data line (write it before the clock).
+    pub dat: bool,
+    /// What to wait for before the next step.
+    pub wait: Wait,
+}
+
+/// What a link end waits for before its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Wait {
+    /// Until the peer's clock line reads this level. For the slave this is also the idle state: it may wait
+    /// forever, and should step again when it has a new frame to send.
+    PeerClk(bool),
+    /// Master only: the link is idle. Step again when the peer's data line is low (the slave asks for service)
+    /// or when there is a frame to send.
+    Idle,
+    /// The receive side has no room ([`LinkIo::rx`] returned `false`): step again when it has. The link is held.
+    RxFull,
+    /// Master only: the link misbehaves; the driver reports it and the caller decides (usually: pulse RST).
+    Fault(Fault),
+}
+
+/// A link fault the master detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Fault {
+    /// The slave sent [`MAX_BITS_WITHOUT_SYNC`] bits without a preamble (a stuck or noisy B_DAT).
+    NoPreamble,
+}
+
+impl core::fmt::Display for Fault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Fault::NoPreamble => f.write_str("no preamble from the peer: data line stuck or noisy"),
+        }
+    }
+}
+
+impl core::error::Error for Fault {}
+
+/// Counters of one link end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct LinkStats {
+    /// Exchanges completed (one bit each way).
+    pub exchanges: u64,
+    /// Frames sent.
+    pub frames_tx: u32,
+    /// Times the receiver found a preamble in the middle of a byte (it had lost its place and found it again).
+    pub resyncs: u32,
+}
+
+/// A received byte not yet taken by [`LinkIo::rx`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+struct RxHold(RxOut);
+
+impl RxHold {
+    fn set(&mut self, out: RxOut) {
+        self.0 = out;
+    }
+
+    /// Delivers the byte if there is room; `true` when nothing is left.
+    fn deliver<I: LinkIo>(&mut self, io: &mut I) -> bool {
+        match self.0 {
+            Some(byte) if !io.rx(byte) => false,
+            _ => {
+                self.0 = None;
+                true
+            }
+        }
+    }
+}
+
+/// The master (target) end of the link: it drives T_CLK, T_DAT and starts every exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Master {
+    clk: bool,
+    dat: bool,
+    /// An exchange was started and its answer is awaited.
+    in_exchange: bool,
+    hold: RxHold,
+    tx: TxBits,
+    rx: RxBits,
+    exchanges: u64,
+}
+
+impl Default for Master {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Master {
+    /// A master in its reset state: both output lines low, sending a preamble first.
+    pub const fn new() -> Self {
+        Master {
+            clk: false,
+            dat: false,
+            in_exchange: false,
+            hold: RxHold(None),
+            tx: TxBits::new(),
+            rx: RxBits::new(),
+            exchanges: 0,
+        }
+    }
+
+    /// A master that takes over lines whose peer clock reads `peer_clk` (after this end restarted while the
+    /// slave kept running): it adopts that level so that it does not start a phantom exchange.
+    pub const fn resume(peer_clk: bool) -> Self {
+        let mut m = Self::new();
+        m.clk = peer_clk;
+        m
+    }
+
+    /// The levels this end drives now.
+    pub fn outputs(&self) -> (bool, bool) {
+        (self.clk, self.dat)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            exchanges: self.exchanges,
+            frames_tx: self.tx.frames,
+            resyncs: self.rx.resyncs,
+        }
+    }
+
+    fn step_result(&self, wait: Wait) -> Step {
+        Step {
+            clk: self.clk,
+            dat: self.dat,
+            wait,
+        }
+    }
+
+    /// Advances as far as the peer's levels allow. `peer_clk` and `peer_dat` are B_CLK and B_DAT, read in that
+    /// order.
+    pub fn step<I: LinkIo>(&mut self, peer_clk: bool, peer_dat: bool, io: &mut I) -> Step {
+        if self.in_exchange {
+            if peer_clk != self.clk {
+                return self.step_result(Wait::PeerClk(self.clk));
+            }
+            self.in_exchange = false;
+            self.exchanges += 1;
+            self.hold.set(self.rx.push(peer_dat));
+        }
+        if !self.hold.deliver(io) {
+            return self.step_result(Wait::RxFull);
+        }
+        if self.rx.since_sync > MAX_BITS_WITHOUT_SYNC {
+            self.rx.since_sync = 0;
+            return self.step_result(Wait::Fault(Fault::NoPreamble));
+        }
+        if self.tx.idle(io) && self.rx.peer_idle() && peer_dat {
+            return self.step_result(Wait::Idle);
+        }
+        self.dat = self.tx.next_bit(io);
+        self.clk = !self.clk;
+        self.in_exchange = true;
+        self.step_result(Wait::PeerClk(self.clk))
+    }
+}
+
+/// The slave (bridge) end of the link: it answers the master's exchanges on B_CLK and B_DAT.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Slave {
+    clk: bool,
+    dat: bool,
+    /// An exchange was seen and its received bits are not all delivered yet; the answer waits for them.
+    answering: bool,
+    hold: RxHold,
+    tx: TxBits,
+    rx: RxBits,
+    exchanges: u64,
+}
+
+impl Default for Slave {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Slave {
+    /// A slave in its reset state: B_CLK low, B_DAT high (no service request), sending a preamble first.
+    pub const fn new() -> Self {
+        Slave {
+            clk: false,
+            dat: true,
+            answering: false,
+            hold: RxHold(None),
+            tx: TxBits::new(),
+            rx: RxBits::new(),
+            exchanges: 0,
+        }
+    }
+
+    /// The levels this end drives now.
+    pub fn outputs(&self) -> (bool, bool) {
+        (self.clk, self.dat)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            exchanges: self.exchanges,
+            frames_tx: self.tx.frames,
+            resyncs: self.rx.resyncs,
+        }
+    }
+
+    fn step_result(&self, wait: Wait) -> Step {
+        Step {
+            clk: self.clk,
+            dat: self.dat,
+            wait,
+        }
+    }
+
+    /// Advances as far as the peer's levels allow. `peer_clk` and `peer_dat` are T_CLK and T_DAT, read in that
+    /// order.
+    pub fn step<I: LinkIo>(&mut self, peer_clk: bool, peer_dat: bool, io: &mut I) -> Step {
+        if !self.answering && peer_clk != self.clk {
+            self.answering = true;
+            self.hold.set(self.rx.push(peer_dat));
+        }
+        if self.answering {
+            if !self.hold.deliver(io) {
+                return self.step_result(Wait::RxFull);
+            }
+            self.answering = false;
+            self.exchanges += 1;
+            self.dat = self.tx.next_bit(io);
+            self.clk = !self.clk;
+        } else if self.tx.starts_next(io) {
+            // Between exchanges with a whole preamble sent: present the start marker's 0 now. It asks an idle
+            // master for service; a master still clocking reads it one exchange early at worst, which the
+            // marker rule absorbs (see docs/protocol.md).
+            self.dat = false;
+        }
+        self.step_result(Wait::PeerClk(!self.clk))
+    }
+}
