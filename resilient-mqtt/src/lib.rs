@@ -1,2 +1,9 @@
-//! A resilient MQTT 3.1.1 client: sans-IO session, reconnect, QoS 1 retransmission. Not written yet (issue 3).
-#![no_std]
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+#[macro_use]
+mod fmt;
+
+pub mod codec;
+pub mod topic;
