@@ -535,7 +535,7 @@ impl<'a> Request<'a> {
 
 impl<'a> Event<'a> {
     /// Number of event variants this version knows.
-    const VARIANTS: u32 = 11;
+    const VARIANTS: u32 = 10;
 
     /// Decodes an event from a frame's message bytes (see [`crate::frame::FrameDecoder`]).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
