@@ -261,6 +261,12 @@ impl<const N: usize> FrameDecoder<N> {
         self.overlong = false;
     }
 
+    /// The first `len` bytes of the buffer: the message of the frame [`FrameDecoder::feed`] returned last,
+    /// valid until the next byte is fed.
+    pub(crate) fn message(&self, len: usize) -> &[u8] {
+        &self.buf[..len.min(N)]
+    }
+
     fn push(&mut self, byte: u8) {
         if self.len < N {
             self.buf[self.len] = byte;

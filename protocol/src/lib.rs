@@ -2,10 +2,15 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod frame;
 pub mod link;
 pub mod message;
+pub mod port;
+#[cfg(feature = "sim")]
+pub mod sim;
 
+pub use port::{Port, SendError};
 pub use frame::{encode, Feed, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use message::{
     Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status, SubResult, Will,

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+pub mod pair;
+
 use protocol::link::LinkIo;
 
 /// A byte queue each way, unbounded unless `rx_room` says otherwise.

@@ -1,0 +1,238 @@
+//! Blocking link drivers: poll the peer's lines, pause with a [`DelayNs`], give up after a timeout.
+
+use embedded_hal::delay::DelayNs;
+use embedded_hal::digital::{InputPin, OutputPin, PinState};
+
+use super::{Error, Progress, Timing};
+use crate::link::{self, LinkIo, LinkStats, Step, Wait};
+
+fn drive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
+    clk: &mut C,
+    dat: &mut D,
+    last: &mut Option<(bool, bool)>,
+    step: &Step,
+) -> Result<(), Error<E>> {
+    let (old_clk, old_dat) = match *last {
+        Some((c, d)) => (Some(c), Some(d)),
+        None => (None, None),
+    };
+    // Data before clock: the peer reads data only after it sees the clock move.
+    if old_dat != Some(step.dat) {
+        dat.set_state(PinState::from(step.dat)).map_err(Error::Pin)?;
+    }
+    if old_clk != Some(step.clk) {
+        clk.set_state(PinState::from(step.clk)).map_err(Error::Pin)?;
+    }
+    *last = Some((step.clk, step.dat));
+    Ok(())
+}
+
+fn redrive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
+    clk: &mut C,
+    dat: &mut D,
+    last: Option<(bool, bool)>,
+) -> Result<(), Error<E>> {
+    if let Some((c, d)) = last {
+        dat.set_state(PinState::from(d)).map_err(Error::Pin)?;
+        clk.set_state(PinState::from(c)).map_err(Error::Pin)?;
+    }
+    Ok(())
+}
+
+/// The master (target) end, blocking. Pins: T_CLK and T_DAT outputs, B_CLK and B_DAT inputs.
+pub struct Master<TC, TD, BC, BD, D> {
+    t_clk: TC,
+    t_dat: TD,
+    b_clk: BC,
+    b_dat: BD,
+    delay: D,
+    timing: Timing,
+    engine: link::Master,
+    driven: Option<(bool, bool)>,
+}
+
+impl<E, TC, TD, BC, BD, D> Master<TC, TD, BC, BD, D>
+where
+    TC: OutputPin<Error = E>,
+    TD: OutputPin<Error = E>,
+    BC: InputPin<Error = E>,
+    BD: InputPin<Error = E>,
+    D: DelayNs,
+{
+    /// Takes the pins, adopts the slave's clock level (so that no phantom exchange starts) and drives the outputs.
+    pub fn new(t_clk: TC, t_dat: TD, mut b_clk: BC, b_dat: BD, delay: D, timing: Timing) -> Result<Self, Error<E>> {
+        let peer_clk = b_clk.is_high().map_err(Error::Pin)?;
+        let mut m = Master {
+            t_clk,
+            t_dat,
+            b_clk,
+            b_dat,
+            delay,
+            timing,
+            engine: link::Master::resume(peer_clk),
+            driven: None,
+        };
+        let (clk, dat) = m.engine.outputs();
+        drive(&mut m.t_clk, &mut m.t_dat, &mut m.driven, &Step { clk, dat, wait: Wait::Idle })?;
+        Ok(m)
+    }
+
+    /// Forgets the link's state (after the slave was reset): the next frame starts with a preamble.
+    pub fn reset(&mut self) -> Result<(), Error<E>> {
+        let peer_clk = self.b_clk.is_high().map_err(Error::Pin)?;
+        self.engine = link::Master::resume(peer_clk);
+        let (clk, dat) = self.engine.outputs();
+        drive(&mut self.t_clk, &mut self.t_dat, &mut self.driven, &Step { clk, dat, wait: Wait::Idle })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LinkStats {
+        self.engine.stats()
+    }
+
+    /// The engine, for inspection.
+    pub fn engine(&self) -> &link::Master {
+        &self.engine
+    }
+
+    /// Whether the slave asks for service (B_DAT low) while the link is idle.
+    pub fn service_requested(&mut self) -> Result<bool, Error<E>> {
+        self.b_dat.is_low().map_err(Error::Pin)
+    }
+
+    /// Runs exchanges until the link is idle, a received frame waits in `io`, or `max_exchanges` are done.
+    pub fn poll<I: LinkIo>(&mut self, io: &mut I, max_exchanges: u32) -> Result<Progress, Error<E>> {
+        let mut done = 0;
+        loop {
+            let clk = self.b_clk.is_high().map_err(Error::Pin)?;
+            let dat = self.b_dat.is_high().map_err(Error::Pin)?;
+            let step = self.engine.step(clk, dat, io);
+            drive(&mut self.t_clk, &mut self.t_dat, &mut self.driven, &step)?;
+            match step.wait {
+                Wait::Idle => return Ok(Progress::Idle),
+                Wait::RxFull => return Ok(Progress::RxFull),
+                Wait::Fault(fault) => return Err(Error::Fault(fault)),
+                Wait::PeerClk(level) => {
+                    self.wait_clk(level)?;
+                    done += 1;
+                    if done >= max_exchanges {
+                        return Ok(Progress::Busy);
+                    }
+                }
+            }
+        }
+    }
+
+    fn wait_clk(&mut self, level: bool) -> Result<(), Error<E>> {
+        for _ in 0..self.timing.spin_reads {
+            if self.b_clk.is_high().map_err(Error::Pin)? == level {
+                return Ok(());
+            }
+        }
+        let poll_ns = self.timing.poll_ns.max(1) as u64;
+        let timeout_ns = self.timing.timeout_us as u64 * 1000;
+        let redrive_ns = (self.timing.redrive_us as u64 * 1000).max(poll_ns);
+        let (mut waited, mut since_redrive) = (0u64, 0u64);
+        loop {
+            if self.b_clk.is_high().map_err(Error::Pin)? == level {
+                return Ok(());
+            }
+            if waited >= timeout_ns {
+                return Err(Error::Timeout);
+            }
+            self.delay.delay_ns(poll_ns as u32);
+            waited += poll_ns;
+            since_redrive += poll_ns;
+            if since_redrive >= redrive_ns {
+                since_redrive = 0;
+                redrive(&mut self.t_clk, &mut self.t_dat, self.driven)?;
+            }
+        }
+    }
+
+    /// Gives the pins and the delay back.
+    pub fn release(self) -> (TC, TD, BC, BD, D) {
+        (self.t_clk, self.t_dat, self.b_clk, self.b_dat, self.delay)
+    }
+}
+
+/// The slave (bridge) end, blocking. Pins: B_CLK and B_DAT outputs, T_CLK and T_DAT inputs.
+///
+/// The slave never waits long: [`Slave::poll`] answers the exchanges the master has started and returns as soon as
+/// none is pending. Call it when T_CLK changes (an interrupt), when a frame was queued, and when a received frame
+/// was taken.
+pub struct Slave<BC, BD, TC, TD> {
+    b_clk: BC,
+    b_dat: BD,
+    t_clk: TC,
+    t_dat: TD,
+    timing: Timing,
+    engine: link::Slave,
+    driven: Option<(bool, bool)>,
+}
+
+impl<E, BC, BD, TC, TD> Slave<BC, BD, TC, TD>
+where
+    BC: OutputPin<Error = E>,
+    BD: OutputPin<Error = E>,
+    TC: InputPin<Error = E>,
+    TD: InputPin<Error = E>,
+{
+    /// Takes the pins and drives the outputs to their reset levels (B_CLK low, B_DAT high).
+    pub fn new(b_clk: BC, b_dat: BD, t_clk: TC, t_dat: TD, timing: Timing) -> Result<Self, Error<E>> {
+        let mut s = Slave { b_clk, b_dat, t_clk, t_dat, timing, engine: link::Slave::new(), driven: None };
+        let (clk, dat) = s.engine.outputs();
+        drive(&mut s.b_clk, &mut s.b_dat, &mut s.driven, &Step { clk, dat, wait: Wait::Idle })?;
+        Ok(s)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LinkStats {
+        self.engine.stats()
+    }
+
+    /// The engine, for inspection.
+    pub fn engine(&self) -> &link::Slave {
+        &self.engine
+    }
+
+    /// Answers pending exchanges until none is pending (after a few fast reads), a received frame waits in `io`,
+    /// or `max_exchanges` are done.
+    pub fn poll<I: LinkIo>(&mut self, io: &mut I, max_exchanges: u32) -> Result<Progress, Error<E>> {
+        let mut done = 0;
+        loop {
+            let clk = self.t_clk.is_high().map_err(Error::Pin)?;
+            let dat = self.t_dat.is_high().map_err(Error::Pin)?;
+            let step = self.engine.step(clk, dat, io);
+            drive(&mut self.b_clk, &mut self.b_dat, &mut self.driven, &step)?;
+            match step.wait {
+                Wait::RxFull => return Ok(Progress::RxFull),
+                Wait::PeerClk(level) => {
+                    let mut seen = false;
+                    for _ in 0..self.timing.spin_reads.max(1) {
+                        if self.t_clk.is_high().map_err(Error::Pin)? == level {
+                            seen = true;
+                            break;
+                        }
+                    }
+                    if !seen {
+                        // Writing the outputs again on every idle return repairs a write that never reached the
+                        // line (the master would otherwise wait for it until its timeout, again and again).
+                        redrive(&mut self.b_clk, &mut self.b_dat, self.driven)?;
+                        return Ok(Progress::Idle);
+                    }
+                    done += 1;
+                    if done >= max_exchanges {
+                        return Ok(Progress::Busy);
+                    }
+                }
+                Wait::Idle | Wait::Fault(_) => return Ok(Progress::Idle),
+            }
+        }
+    }
+
+    /// Gives the pins back.
+    pub fn release(self) -> (BC, BD, TC, TD) {
+        (self.b_clk, self.b_dat, self.t_clk, self.t_dat)
+    }
+}
