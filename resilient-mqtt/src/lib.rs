@@ -6,4 +6,13 @@
 mod fmt;
 
 pub mod codec;
+pub mod session;
+pub mod time;
 pub mod topic;
+
+pub use codec::{QoS, SubAckCode, Will};
+pub use session::{
+    AckError, BackoffConfig, Client, ConfigError, DisconnectReason, Event, Message, Options, PublishError,
+    RequestError, Stats, Timer,
+};
+pub use time::{Duration, Instant};
