@@ -52,7 +52,12 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Timing { timeout_us: 100_000, poll_ns: 2_000, spin_reads: 64, redrive_us: 1_000 }
+        Timing {
+            timeout_us: 100_000,
+            poll_ns: 2_000,
+            spin_reads: 64,
+            redrive_us: 1_000,
+        }
     }
 }
 

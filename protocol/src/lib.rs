@@ -10,9 +10,9 @@ pub mod port;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use port::{Port, SendError};
 pub use frame::{encode, Feed, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use message::{
     Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status, SubResult, Will,
     PROTOCOL_VERSION,
 };
+pub use port::{Port, SendError};

@@ -96,7 +96,11 @@ impl<const TX: usize, const RX: usize> Port<TX, RX> {
             Err(EncodeError::Serialize) => return Err(SendError::TooLarge),
         }
         if self.tx_start == 0 {
-            return Err(if self.tx_end == 0 { SendError::TooLarge } else { SendError::Full });
+            return Err(if self.tx_end == 0 {
+                SendError::TooLarge
+            } else {
+                SendError::Full
+            });
         }
         self.tx.copy_within(self.tx_start..self.tx_end, 0);
         self.tx_end -= self.tx_start;

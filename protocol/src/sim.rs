@@ -74,9 +74,11 @@ impl Wires {
 
     /// Drives a line (and tells the other process, when the wires are shared).
     pub fn set(&self, line: Line, level: bool) {
-        if self.levels[line as usize].swap(level, Ordering::SeqCst) != level {
-            self.writes.fetch_add(1, Ordering::Relaxed);
+        if self.levels[line as usize].swap(level, Ordering::SeqCst) == level {
+            // Rewriting a level changes nothing here, nor in the other process's copy.
+            return;
         }
+        self.writes.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut remote) = self.remote.lock() {
             if let Some(stream) = remote.as_mut() {
                 // A peer that went away is not this end's problem: its lines simply stop changing.
@@ -137,8 +139,13 @@ impl Wires {
         let mut reader = stream.try_clone()?;
         *wires.remote.lock().map_err(|_| std::io::Error::other("poisoned"))? = Some(stream);
         // Tell the peer where this end's lines are now.
-        for line in Line::ALL.into_iter().filter(|l| l.driven_by_target() == target) {
-            wires.set(line, wires.levels[line as usize].load(Ordering::SeqCst));
+        if let Ok(mut remote) = wires.remote.lock() {
+            for line in Line::ALL.into_iter().filter(|l| l.driven_by_target() == target) {
+                let level = wires.levels[line as usize].load(Ordering::SeqCst);
+                if let Some(stream) = remote.as_mut() {
+                    stream.write_all(&[line as u8, level as u8])?;
+                }
+            }
         }
         let w = Arc::clone(&wires);
         std::thread::Builder::new().name("sim-wires".into()).spawn(move || {
@@ -179,8 +186,13 @@ pub struct ChaosConfig {
 
 impl ChaosConfig {
     /// Perfect wires.
-    pub const NONE: ChaosConfig =
-        ChaosConfig { latency_per_million: 0, max_latency_ns: 0, stall_per_million: 0, stall_us: (0, 0), drop_per_million: 0 };
+    pub const NONE: ChaosConfig = ChaosConfig {
+        latency_per_million: 0,
+        max_latency_ns: 0,
+        stall_per_million: 0,
+        stall_us: (0, 0),
+        drop_per_million: 0,
+    };
 }
 
 /// A seeded source of trouble for one end's writes.
@@ -197,7 +209,12 @@ pub struct Chaos {
 impl Chaos {
     /// Trouble per `cfg`, from `seed`.
     pub fn new(seed: u64, cfg: ChaosConfig) -> Self {
-        Chaos { rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, cfg, stalls: 0, dropped: 0 }
+        Chaos {
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            cfg,
+            stalls: 0,
+            dropped: 0,
+        }
     }
 
     /// The next pseudo-random number (xorshift64*).
@@ -363,15 +380,41 @@ pub type BridgePins = (SimOutput, SimOutput, SimInput, SimInput, SimInput);
 /// The target's pins on `wires`, with its writes troubled by `chaos`.
 pub fn target_pins(wires: &Arc<Wires>, chaos: Chaos) -> TargetPins {
     let chaos = Arc::new(Mutex::new(chaos));
-    let out = |line| SimOutput { wires: Arc::clone(wires), line, chaos: Arc::clone(&chaos) };
-    let inp = |line| SimInput { wires: Arc::clone(wires), line };
-    (out(Line::TClk), out(Line::TDat), inp(Line::BClk), inp(Line::BDat), out(Line::Rst))
+    let out = |line| SimOutput {
+        wires: Arc::clone(wires),
+        line,
+        chaos: Arc::clone(&chaos),
+    };
+    let inp = |line| SimInput {
+        wires: Arc::clone(wires),
+        line,
+    };
+    (
+        out(Line::TClk),
+        out(Line::TDat),
+        inp(Line::BClk),
+        inp(Line::BDat),
+        out(Line::Rst),
+    )
 }
 
 /// The bridge's pins on `wires`, with its writes troubled by `chaos`.
 pub fn bridge_pins(wires: &Arc<Wires>, chaos: Chaos) -> BridgePins {
     let chaos = Arc::new(Mutex::new(chaos));
-    let out = |line| SimOutput { wires: Arc::clone(wires), line, chaos: Arc::clone(&chaos) };
-    let inp = |line| SimInput { wires: Arc::clone(wires), line };
-    (out(Line::BClk), out(Line::BDat), inp(Line::TClk), inp(Line::TDat), inp(Line::Rst))
+    let out = |line| SimOutput {
+        wires: Arc::clone(wires),
+        line,
+        chaos: Arc::clone(&chaos),
+    };
+    let inp = |line| SimInput {
+        wires: Arc::clone(wires),
+        line,
+    };
+    (
+        out(Line::BClk),
+        out(Line::BDat),
+        inp(Line::TClk),
+        inp(Line::TDat),
+        inp(Line::Rst),
+    )
 }

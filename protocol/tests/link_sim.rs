@@ -21,7 +21,10 @@ const ROUGH: ChaosConfig = ChaosConfig {
 };
 
 fn timing() -> Timing {
-    Timing { timeout_us: 2_000_000, ..Timing::default() }
+    Timing {
+        timeout_us: 2_000_000,
+        ..Timing::default()
+    }
 }
 
 #[test]
@@ -36,7 +39,12 @@ fn ten_thousand_frames_each_way_arrive_intact_and_in_order_under_latency_and_sta
     pair.settle(Duration::from_secs(240));
     let (m, s) = pair.stop();
     println!("master: {} exchanges, slave saw {}", m.exchanges, s.exchanges);
-    assert!(m.errors.is_empty() && s.errors.is_empty(), "errors: {:?} {:?}", m.errors, s.errors);
+    assert!(
+        m.errors.is_empty() && s.errors.is_empty(),
+        "errors: {:?} {:?}",
+        m.errors,
+        s.errors
+    );
     assert_eq!((m.corrupt, s.corrupt), (0, 0));
     assert_eq!(check_in_order(&s.received, m.sent), 0, "frames lost toward the bridge");
     assert_eq!(check_in_order(&m.received, s.sent), 0, "frames lost toward the target");
@@ -61,7 +69,10 @@ fn survives(name: &str, seed: u64, times: u32, per_fault: u32, fault: impl Fn(&P
         fault(&pair, k);
     }
     let faulted = start.elapsed();
-    let rx_then = (pair.ctl.master_rx.load(Ordering::Relaxed), pair.ctl.slave_rx.load(Ordering::Relaxed));
+    let rx_then = (
+        pair.ctl.master_rx.load(Ordering::Relaxed),
+        pair.ctl.slave_rx.load(Ordering::Relaxed),
+    );
     println!("{name}: faults done after {faulted:?}, frames received by then {rx_then:?}");
     pair.settle(Duration::from_secs(60));
     let (m, s) = pair.stop();
@@ -82,24 +93,42 @@ fn survives(name: &str, seed: u64, times: u32, per_fault: u32, fault: impl Fn(&P
     assert_eq!((m.corrupt, s.corrupt), (0, 0), "{name}: a damaged frame passed");
     let lost_to_bridge = check_in_order(&s.received, m.sent);
     let lost_to_target = check_in_order(&m.received, s.sent);
-    assert!(lost_to_bridge <= times * per_fault + m.discarded, "{name}: {lost_to_bridge} lost toward the bridge");
-    assert!(lost_to_target <= times * per_fault + s.discarded, "{name}: {lost_to_target} lost toward the target");
+    assert!(
+        lost_to_bridge <= times * per_fault + m.discarded,
+        "{name}: {lost_to_bridge} lost toward the bridge"
+    );
+    assert!(
+        lost_to_target <= times * per_fault + s.discarded,
+        "{name}: {lost_to_target} lost toward the target"
+    );
     // The faults were felt (otherwise this test proves nothing), and the link is back in step: the last frames each
     // way arrived.
     let felt = m.resyncs + s.resyncs + m.crc_errors + s.crc_errors + m.malformed + s.malformed;
     assert!(felt > 0, "{name}: no fault was noticed");
-    assert_eq!(s.received.last(), Some(&(m.sent - 1)), "{name}: link not working at the end");
-    assert_eq!(m.received.last(), Some(&(s.sent - 1)), "{name}: link not working at the end");
+    assert_eq!(
+        s.received.last(),
+        Some(&(m.sent - 1)),
+        "{name}: link not working at the end"
+    );
+    assert_eq!(
+        m.received.last(),
+        Some(&(s.sent - 1)),
+        "{name}: link not working at the end"
+    );
 }
 
 #[test]
 fn spurious_edges_on_the_target_clock_cost_at_most_the_frames_in_flight() {
-    survives("T_CLK glitch", 2, 40, 2, |p, _| p.wires.glitch_seen(Line::TClk, Line::BClk, Duration::from_millis(5)));
+    survives("T_CLK glitch", 2, 40, 2, |p, _| {
+        p.wires.glitch_seen(Line::TClk, Line::BClk, Duration::from_millis(5))
+    });
 }
 
 #[test]
 fn spurious_edges_on_the_bridge_clock_cost_at_most_the_frames_in_flight() {
-    survives("B_CLK glitch", 3, 40, 2, |p, _| p.wires.glitch_seen(Line::BClk, Line::TClk, Duration::from_millis(5)));
+    survives("B_CLK glitch", 3, 40, 2, |p, _| {
+        p.wires.glitch_seen(Line::BClk, Line::TClk, Duration::from_millis(5))
+    });
 }
 
 #[test]
@@ -108,26 +137,38 @@ fn garbage_on_the_data_lines_costs_at_most_the_frames_in_flight() {
     survives("garbage", 4, 40, 3, |p, k| {
         let mut chaos = Chaos::new(k as u64, ChaosConfig::NONE);
         for _ in 0..20 {
-            let (line, watch) = [(Line::TClk, Line::BClk), (Line::TDat, Line::BClk), (Line::BClk, Line::TClk), (Line::BDat, Line::TClk)]
-                [(chaos.next_u64() % 4) as usize];
-            p.wires.glitch_seen(line, watch, Duration::from_micros(1 + chaos.next_u64() % 50));
+            let (line, watch) = [
+                (Line::TClk, Line::BClk),
+                (Line::TDat, Line::BClk),
+                (Line::BClk, Line::TClk),
+                (Line::BDat, Line::TClk),
+            ][(chaos.next_u64() % 4) as usize];
+            p.wires
+                .glitch_seen(line, watch, Duration::from_micros(1 + chaos.next_u64() % 50));
         }
     });
 }
 
 #[test]
 fn bridge_reset_mid_frame_costs_at_most_the_frames_in_flight() {
-    survives("bridge reset", 5, 20, 2, |p, _| p.ctl.reset_slave.store(true, Ordering::Relaxed));
+    survives("bridge reset", 5, 20, 2, |p, _| {
+        p.ctl.reset_slave.store(true, Ordering::Relaxed)
+    });
 }
 
 #[test]
 fn target_reset_mid_frame_costs_at_most_the_frames_in_flight() {
-    survives("target reset", 6, 20, 2, |p, _| p.ctl.reset_master.store(true, Ordering::Relaxed));
+    survives("target reset", 6, 20, 2, |p, _| {
+        p.ctl.reset_master.store(true, Ordering::Relaxed)
+    });
 }
 
 #[test]
 fn lost_clock_writes_are_repaired_by_redriving() {
-    let lossy = ChaosConfig { drop_per_million: 200, ..ChaosConfig::NONE };
+    let lossy = ChaosConfig {
+        drop_per_million: 200,
+        ..ChaosConfig::NONE
+    };
     let pair = Pair::start(PairConfig {
         seed: 7,
         frames: 2_000,
@@ -149,7 +190,10 @@ fn lost_clock_writes_are_repaired_by_redriving() {
 fn a_dead_bridge_gives_a_timeout_not_a_hang() {
     let wires = Wires::new();
     let (tc, td, bc, bd, _rst) = target_pins(&wires, Chaos::new(1, ChaosConfig::NONE));
-    let timing = Timing { timeout_us: 50_000, ..Timing::default() };
+    let timing = Timing {
+        timeout_us: 50_000,
+        ..Timing::default()
+    };
     let mut drv = blocking::Master::new(tc, td, bc, bd, SimDelay, timing).expect("pins");
     let mut port: Port<256, 256> = Port::new();
     port.send(&protocol::Request::Ping { id: 1 }).expect("room");
@@ -165,14 +209,21 @@ fn a_stuck_bridge_clock_gives_a_timeout() {
         frames: 100_000,
         master_chaos: ChaosConfig::NONE,
         slave_chaos: ChaosConfig::NONE,
-        timing: Timing { timeout_us: 20_000, ..Timing::default() },
+        timing: Timing {
+            timeout_us: 20_000,
+            ..Timing::default()
+        },
     });
     thread::sleep(Duration::from_millis(20));
     let level = pair.wires.level(Line::BClk);
     pair.wires.force(Line::BClk, Some(level));
     thread::sleep(Duration::from_millis(200));
     let (m, _) = pair.stop();
-    assert!(m.errors.iter().any(|e| e.contains("in time")), "no timeout: {:?}", m.errors);
+    assert!(
+        m.errors.iter().any(|e| e.contains("in time")),
+        "no timeout: {:?}",
+        m.errors
+    );
 }
 
 #[test]
@@ -188,7 +239,11 @@ fn a_stuck_low_bridge_data_line_is_reported_as_a_fault() {
     pair.wires.force(Line::BDat, Some(false));
     thread::sleep(Duration::from_millis(500));
     let (m, _) = pair.stop();
-    assert!(m.errors.iter().any(|e| e.contains("no preamble")), "no fault: {:?}", m.errors);
+    assert!(
+        m.errors.iter().any(|e| e.contains("no preamble")),
+        "no fault: {:?}",
+        m.errors
+    );
 }
 
 #[test]

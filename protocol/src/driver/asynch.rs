@@ -43,9 +43,25 @@ where
     /// Takes the pins, adopts the slave's clock level and drives the outputs.
     pub fn new(t_clk: TC, t_dat: TD, mut b_clk: BC, b_dat: BD, timing: Timing) -> Result<Self, Error<E>> {
         let peer_clk = b_clk.is_high().map_err(Error::Pin)?;
-        let mut m = Master { t_clk, t_dat, b_clk, b_dat, timing, engine: link::Master::resume(peer_clk) };
+        let mut m = Master {
+            t_clk,
+            t_dat,
+            b_clk,
+            b_dat,
+            timing,
+            engine: link::Master::resume(peer_clk),
+        };
         let (clk, dat) = m.engine.outputs();
-        drive(&mut m.t_clk, &mut m.t_dat, &Step { clk, dat, wait: Wait::Idle }).map_err(Error::Pin)?;
+        drive(
+            &mut m.t_clk,
+            &mut m.t_dat,
+            &Step {
+                clk,
+                dat,
+                wait: Wait::Idle,
+            },
+        )
+        .map_err(Error::Pin)?;
         Ok(m)
     }
 
@@ -54,7 +70,16 @@ where
         let peer_clk = self.b_clk.is_high().map_err(Error::Pin)?;
         self.engine = link::Master::resume(peer_clk);
         let (clk, dat) = self.engine.outputs();
-        drive(&mut self.t_clk, &mut self.t_dat, &Step { clk, dat, wait: Wait::Idle }).map_err(Error::Pin)
+        drive(
+            &mut self.t_clk,
+            &mut self.t_dat,
+            &Step {
+                clk,
+                dat,
+                wait: Wait::Idle,
+            },
+        )
+        .map_err(Error::Pin)
     }
 
     /// Counters.
@@ -132,9 +157,25 @@ where
 {
     /// Takes the pins and drives the outputs to their reset levels (B_CLK low, B_DAT high).
     pub fn new(b_clk: BC, b_dat: BD, t_clk: TC, t_dat: TD, timing: Timing) -> Result<Self, Error<E>> {
-        let mut s = Slave { b_clk, b_dat, t_clk, t_dat, timing, engine: link::Slave::new() };
+        let mut s = Slave {
+            b_clk,
+            b_dat,
+            t_clk,
+            t_dat,
+            timing,
+            engine: link::Slave::new(),
+        };
         let (clk, dat) = s.engine.outputs();
-        drive(&mut s.b_clk, &mut s.b_dat, &Step { clk, dat, wait: Wait::Idle }).map_err(Error::Pin)?;
+        drive(
+            &mut s.b_clk,
+            &mut s.b_dat,
+            &Step {
+                clk,
+                dat,
+                wait: Wait::Idle,
+            },
+        )
+        .map_err(Error::Pin)?;
         Ok(s)
     }
 

@@ -73,7 +73,16 @@ where
             driven: None,
         };
         let (clk, dat) = m.engine.outputs();
-        drive(&mut m.t_clk, &mut m.t_dat, &mut m.driven, &Step { clk, dat, wait: Wait::Idle })?;
+        drive(
+            &mut m.t_clk,
+            &mut m.t_dat,
+            &mut m.driven,
+            &Step {
+                clk,
+                dat,
+                wait: Wait::Idle,
+            },
+        )?;
         Ok(m)
     }
 
@@ -82,7 +91,16 @@ where
         let peer_clk = self.b_clk.is_high().map_err(Error::Pin)?;
         self.engine = link::Master::resume(peer_clk);
         let (clk, dat) = self.engine.outputs();
-        drive(&mut self.t_clk, &mut self.t_dat, &mut self.driven, &Step { clk, dat, wait: Wait::Idle })
+        drive(
+            &mut self.t_clk,
+            &mut self.t_dat,
+            &mut self.driven,
+            &Step {
+                clk,
+                dat,
+                wait: Wait::Idle,
+            },
+        )
     }
 
     /// Counters.
@@ -180,9 +198,26 @@ where
 {
     /// Takes the pins and drives the outputs to their reset levels (B_CLK low, B_DAT high).
     pub fn new(b_clk: BC, b_dat: BD, t_clk: TC, t_dat: TD, timing: Timing) -> Result<Self, Error<E>> {
-        let mut s = Slave { b_clk, b_dat, t_clk, t_dat, timing, engine: link::Slave::new(), driven: None };
+        let mut s = Slave {
+            b_clk,
+            b_dat,
+            t_clk,
+            t_dat,
+            timing,
+            engine: link::Slave::new(),
+            driven: None,
+        };
         let (clk, dat) = s.engine.outputs();
-        drive(&mut s.b_clk, &mut s.b_dat, &mut s.driven, &Step { clk, dat, wait: Wait::Idle })?;
+        drive(
+            &mut s.b_clk,
+            &mut s.b_dat,
+            &mut s.driven,
+            &Step {
+                clk,
+                dat,
+                wait: Wait::Idle,
+            },
+        )?;
         Ok(s)
     }
 

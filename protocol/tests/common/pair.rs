@@ -68,7 +68,9 @@ fn take_frames(port: &mut TestPort, side: u8, seed: u64, report: &mut SideReport
         let peer = 1 - side;
         let got = if side == 0 {
             match Event::decode(msg) {
-                Ok(Event::Message { id, topic, payload: p, .. }) => {
+                Ok(Event::Message {
+                    id, topic, payload: p, ..
+                }) => {
                     let i = topic.trim_start_matches("t/").parse::<u32>().unwrap_or(u32::MAX);
                     Some((i, i as u16 == id && p == payload(peer, seed, i).as_slice()))
                 }
@@ -76,7 +78,9 @@ fn take_frames(port: &mut TestPort, side: u8, seed: u64, report: &mut SideReport
             }
         } else {
             match Request::decode(msg) {
-                Ok(Request::Publish { id, topic, payload: p, .. }) => {
+                Ok(Request::Publish {
+                    id, topic, payload: p, ..
+                }) => {
                     let i = topic.trim_start_matches("t/").parse::<u32>().unwrap_or(u32::MAX);
                     Some((i, i as u16 == id && p == payload(peer, seed, i).as_slice()))
                 }
@@ -100,7 +104,13 @@ fn queue(port: &mut TestPort, side: u8, seed: u64, next: &mut u32, total: u32) {
         let topic = format!("t/{next}");
         let p = payload(side, seed, *next);
         let r = if side == 0 {
-            port.send(&Request::Publish { id: *next as u16, topic: &topic, payload: &p, qos: QoS::AtLeastOnce, retain: false })
+            port.send(&Request::Publish {
+                id: *next as u16,
+                topic: &topic,
+                payload: &p,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+            })
         } else {
             port.send(&Event::Message {
                 id: *next as u16,
@@ -171,7 +181,12 @@ impl Pair {
                     take_frames(&mut port, 0, seed, &mut report, &ctl.master_rx);
                 }
                 report.sent = next;
-                report.engine = format!("{:?} tx_pending {} rx {:?}", drv.engine(), port.tx_pending(), port.received().map(|m| m.len()));
+                report.engine = format!(
+                    "{:?} tx_pending {} rx {:?}",
+                    drv.engine(),
+                    port.tx_pending(),
+                    port.received().map(|m| m.len())
+                );
                 let st = drv.stats();
                 let ps = port.stats();
                 (report.resyncs, report.exchanges, report.crc_errors, report.malformed) =
@@ -216,7 +231,12 @@ impl Pair {
                     take_frames(&mut port, 1, seed, &mut report, &ctl.slave_rx);
                 }
                 report.sent = next;
-                report.engine = format!("{:?} tx_pending {} rx {:?}", drv.engine(), port.tx_pending(), port.received().map(|m| m.len()));
+                report.engine = format!(
+                    "{:?} tx_pending {} rx {:?}",
+                    drv.engine(),
+                    port.tx_pending(),
+                    port.received().map(|m| m.len())
+                );
                 let st = drv.stats();
                 let ps = port.stats();
                 report.resyncs = st.resyncs + stats_before_resets.0;
@@ -225,7 +245,12 @@ impl Pair {
                 report
             })
         });
-        Pair { wires, ctl, master: Some(master), slave }
+        Pair {
+            wires,
+            ctl,
+            master: Some(master),
+            slave,
+        }
     }
 
     /// Waits until both sides have sent everything and the receive counts stop moving, or `limit` passes.
@@ -235,8 +260,12 @@ impl Pair {
         let mut still_since = Instant::now();
         while start.elapsed() < limit {
             thread::sleep(Duration::from_millis(20));
-            let now = (self.ctl.master_rx.load(Ordering::Relaxed), self.ctl.slave_rx.load(Ordering::Relaxed));
-            let sent = self.ctl.master_sent_all.load(Ordering::Relaxed) && self.ctl.slave_sent_all.load(Ordering::Relaxed);
+            let now = (
+                self.ctl.master_rx.load(Ordering::Relaxed),
+                self.ctl.slave_rx.load(Ordering::Relaxed),
+            );
+            let sent =
+                self.ctl.master_sent_all.load(Ordering::Relaxed) && self.ctl.slave_sent_all.load(Ordering::Relaxed);
             if now != last {
                 last = now;
                 still_since = Instant::now();
@@ -248,8 +277,16 @@ impl Pair {
 
     pub fn stop(mut self) -> (SideReport, SideReport) {
         self.ctl.stop.store(true, Ordering::Relaxed);
-        let m = self.master.take().map(|h| h.join().expect("master thread")).unwrap_or_default();
-        let s = self.slave.take().map(|h| h.join().expect("slave thread")).unwrap_or_default();
+        let m = self
+            .master
+            .take()
+            .map(|h| h.join().expect("master thread"))
+            .unwrap_or_default();
+        let s = self
+            .slave
+            .take()
+            .map(|h| h.join().expect("slave thread"))
+            .unwrap_or_default();
         (m, s)
     }
 }
