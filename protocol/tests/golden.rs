@@ -10,7 +10,12 @@
 //! tests fails, the wire format changed: that needs a new `PROTOCOL_VERSION` and a new section in
 //! `docs/protocol.md`, not a new expected value.
 
-use protocol::message::{MAX_MESSAGE_LEN, MAX_PAYLOAD_LEN, MAX_TOPIC_LEN};
+use protocol::link::bits::{PREAMBLE_ONES, STUFF_AFTER, SYNC_ONES};
+use protocol::link::{LinkIo, Master, Slave, Wait};
+use protocol::message::{
+    MAX_MESSAGE_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_SSID_LEN, MAX_TOPIC_LEN, MAX_WIFI_PASSWORD_LEN,
+    MAX_WILL_PAYLOAD_LEN,
+};
 use protocol::{
     Config, DecodeError, DownReason, ErrorKind, Event, Feed, FrameDecoder, Limits, QoS, Request, Stats, Status,
     SubResult, Will, MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -35,6 +40,24 @@ fn test_event(msg: Event<'_>, bytes: &[u8]) {
 #[test]
 fn protocol_version_is_one() {
     assert_eq!(PROTOCOL_VERSION, 1);
+}
+
+/// The limits table of `docs/protocol.md`: changing one changes what a peer must accept.
+#[test]
+fn limits_are_those_of_the_specification() {
+    assert_eq!(
+        (
+            MAX_TOPIC_LEN,
+            MAX_PAYLOAD_LEN,
+            MAX_SSID_LEN,
+            MAX_WIFI_PASSWORD_LEN,
+            MAX_NAME_LEN,
+            MAX_WILL_PAYLOAD_LEN
+        ),
+        (256, 1024, 32, 64, 128, 256)
+    );
+    assert_eq!((MAX_MESSAGE_LEN, MAX_FRAME_LEN), (1344, 1353));
+    assert_eq!((PREAMBLE_ONES, SYNC_ONES, STUFF_AFTER), (17, 16, 15));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -746,4 +769,117 @@ fn frame_of_exactly_254_bytes_without_zero_ends_with_an_empty_block() {
         &message,
         &frame,
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The bit layer: what a link end sends for a frame and what the receiving end makes of it.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A byte queue each way.
+#[derive(Default)]
+struct Bytes {
+    tx: std::collections::VecDeque<u8>,
+    rx: Vec<u8>,
+}
+
+impl LinkIo for Bytes {
+    fn tx_ready(&self) -> bool {
+        !self.tx.is_empty()
+    }
+    fn tx_next(&mut self) -> Option<u8> {
+        self.tx.pop_front()
+    }
+    fn rx(&mut self, byte: u8) -> bool {
+        self.rx.push(byte);
+        true
+    }
+}
+
+/// `"1 0 1…"` as bits; spaces and `_` are for the reader.
+fn bits(s: &str) -> Vec<bool> {
+    s.chars()
+        .filter(|c| !matches!(c, ' ' | '_'))
+        .map(|c| match c {
+            '0' => false,
+            '1' => true,
+            other => panic!("not a bit: {other}"),
+        })
+        .collect()
+}
+
+/// T_DAT, one bit per exchange, from a master's reset until it stops clocking, when it has `frame` to send and the
+/// slave sends only ones.
+fn master_sends(frame: &[u8]) -> Vec<bool> {
+    let mut m = Master::new();
+    let mut io = Bytes {
+        tx: frame.iter().copied().collect(),
+        rx: Vec::new(),
+    };
+    let mut sent = Vec::new();
+    let mut b_clk = false;
+    loop {
+        let step = m.step(b_clk, true, &mut io);
+        match step.wait {
+            // A new exchange: T_DAT carries its bit; the slave answers at once (B_CLK follows T_CLK, B_DAT high).
+            Wait::PeerClk(level) => {
+                assert_eq!(step.clk, level);
+                sent.push(step.dat);
+                b_clk = level;
+            }
+            Wait::Idle => return sent,
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(sent.len() < 10_000, "the master never stops");
+    }
+}
+
+/// The bytes a slave delivers when the master sends `sent`, one bit per exchange.
+fn slave_receives(sent: &[bool]) -> Vec<u8> {
+    let mut s = Slave::new();
+    let mut io = Bytes::default();
+    let mut t_clk = false;
+    for &bit in sent {
+        t_clk = !t_clk;
+        let step = s.step(t_clk, bit, &mut io);
+        assert_eq!(step.clk, t_clk, "the slave answers every exchange");
+    }
+    io.rx
+}
+
+const PREAMBLE: &str = "11111111111111111"; // 17 ones
+
+#[test]
+fn bits_of_the_ping_frame() {
+    // Frame 05 05 01 DB F2 00: preamble, marker 0 1, each byte LSB first, end bit 0, then the next preamble (here
+    // the idle fill) stands for the 00.
+    let frame = [0x05, 0x05, 0x01, 0xDB, 0xF2, 0x00];
+    let expected = bits(&format!(
+        "{PREAMBLE} 01 10100000 10100000 10000000 11011011 01001111 0 {PREAMBLE}"
+    ));
+    assert_eq!(master_sends(&frame), expected);
+    // The receiver delivers every byte and the 00 (at the 16th one of the following preamble).
+    assert_eq!(slave_receives(&expected), frame);
+}
+
+#[test]
+fn bits_with_a_stuffed_zero() {
+    // FF FF: the marker's 1 and the first FF make 9 ones; after 6 more a 0 is stuffed, then the last 2 ones.
+    let expected = bits(&format!("{PREAMBLE} 01 11111111 111111_0_11 0 {PREAMBLE}"));
+    assert_eq!(master_sends(&[0xFF, 0xFF, 0x00]), expected);
+    assert_eq!(slave_receives(&expected), [0xFF, 0xFF, 0x00]);
+}
+
+#[test]
+fn bits_with_a_stuffed_end_bit() {
+    // FE FF end with 15 ones (7 + 8): the end bit is stuffed like a data bit, a 0 first, then the end bit 0.
+    let expected = bits(&format!("{PREAMBLE} 01 01111111 11111111 _0_ 0 {PREAMBLE}"));
+    assert_eq!(master_sends(&[0xFE, 0xFF, 0x00]), expected);
+    assert_eq!(slave_receives(&expected), [0xFE, 0xFF, 0x00]);
+}
+
+#[test]
+fn receiver_tolerates_extra_zeros_before_the_marker_one() {
+    // A master that read the slave's early start marker one exchange early sees 16 ones and two 0s: the same frame.
+    let expected = bits("1111111111111111 001 10100000 10100000 10000000 11011011 01001111 0 1111111111111111");
+    assert_eq!(slave_receives(&expected), [0x05, 0x05, 0x01, 0xDB, 0xF2, 0x00]);
 }
