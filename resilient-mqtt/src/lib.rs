@@ -6,6 +6,8 @@
 mod fmt;
 
 pub mod codec;
+#[cfg(feature = "std")]
+pub mod host;
 pub mod session;
 pub mod time;
 pub mod topic;

@@ -1,1 +1,3 @@
+pub mod broker;
 pub mod fake_broker;
+pub mod proxy;
