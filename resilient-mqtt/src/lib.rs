@@ -8,6 +8,7 @@ mod fmt;
 pub mod codec;
 #[cfg(feature = "std")]
 pub mod host;
+pub mod runner;
 pub mod session;
 pub mod time;
 pub mod topic;
