@@ -54,10 +54,12 @@ pub(crate) struct TxBits {
 }
 
 impl TxBits {
+    /// A sender after reset: it counts as having sent a whole preamble, so a frame can start at once. This is
+    /// what lets a freshly booted slave ask for service without any clocking (see `RxBits::new`).
     pub(crate) const fn new() -> Self {
         TxBits {
             mode: TxMode::Fill,
-            ones: 0,
+            ones: PREAMBLE_ONES,
             frames: 0,
         }
     }
@@ -124,8 +126,6 @@ impl TxBits {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum RxMode {
-    /// Looking for a preamble.
-    Hunt,
     /// Preamble seen; `zero` once the marker's 0 came.
     Armed { zero: bool },
     /// In a frame: `bits` bits of `byte` received.
@@ -155,10 +155,13 @@ pub(crate) struct RxBits {
 }
 
 impl RxBits {
+    /// A receiver after reset: it assumes the line was idle (as it is when both ends start together) and takes
+    /// the next start marker. If the peer was in the middle of a frame instead, the receiver takes garbage, which
+    /// the frame CRC rejects, and it is back in step at the next preamble.
     pub(crate) const fn new() -> Self {
         RxBits {
-            mode: RxMode::Hunt,
-            ones: 0,
+            mode: RxMode::Armed { zero: false },
+            ones: PREAMBLE_ONES,
             delay: 0,
             delay_len: 0,
             since_sync: 0,
@@ -191,7 +194,6 @@ impl RxBits {
             return out;
         }
         match self.mode {
-            RxMode::Hunt => None,
             RxMode::Armed { zero } => {
                 if !bit {
                     self.mode = RxMode::Armed { zero: true };

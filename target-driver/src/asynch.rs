@@ -1,0 +1,518 @@
+//! The async API, embassy style: [`new`](crate::new) gives a [`Client`] handle for the application's tasks and a
+//! [`Runner`] to run in its own task; the runner drives the link, RST and the watchdog.
+
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::Poll;
+
+use embassy_futures::select::{select3, Either3};
+use embassy_sync::blocking_mutex::raw::RawMutex;
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::signal::Signal;
+use embassy_sync::waitqueue::MultiWakerRegistration;
+use embassy_time::{with_deadline, Instant, Timer};
+use embedded_hal::digital::{InputPin, OutputPin, PinState};
+use embedded_hal_async::digital::Wait;
+use protocol::driver::{asynch as link, Progress, Timing};
+use protocol::link::LinkIo;
+use protocol::QoS;
+
+use crate::config::Config;
+use crate::core::{Core, DriverStats, Event, Outcome, Token};
+use crate::error::Error;
+
+/// Application tasks that may wait on the client at once.
+pub const MAX_WAITERS: usize = 4;
+
+/// The five link pins, taken by value. Set them up first: outputs push-pull (RST may be open-drain), inputs with the
+/// pulls `docs/protocol.md` gives.
+pub struct Pins<TC, TD, BC, BD, RST> {
+    /// Target clock (output).
+    pub t_clk: TC,
+    /// Target data (output).
+    pub t_dat: TD,
+    /// Bridge clock (input that can wait for a level).
+    pub b_clk: BC,
+    /// Bridge data (input that can wait for a level).
+    pub b_dat: BD,
+    /// Bridge reset (output; low holds the bridge in reset).
+    pub rst: RST,
+}
+
+struct Inner<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, const TX: usize, const RX: usize>
+{
+    core: Core<'c, T, P, PUBS, SUBS, TX, RX>,
+    waiters: MultiWakerRegistration<MAX_WAITERS>,
+}
+
+struct Shared<
+    'c,
+    M: RawMutex,
+    const T: usize,
+    const P: usize,
+    const PUBS: usize,
+    const SUBS: usize,
+    const TX: usize,
+    const RX: usize,
+> {
+    inner: Mutex<M, RefCell<Inner<'c, T, P, PUBS, SUBS, TX, RX>>>,
+    runner: Signal<M, ()>,
+}
+
+/// The memory the driver lives in; keep it in a `static` (for example with `static_cell`) or on the stack of a
+/// function that never returns.
+pub struct Resources<
+    'c,
+    M: RawMutex,
+    const T: usize = { crate::DEFAULT_TOPIC },
+    const P: usize = { crate::DEFAULT_PAYLOAD },
+    const PUBS: usize = { crate::DEFAULT_PUBS },
+    const SUBS: usize = { crate::DEFAULT_SUBS },
+    const TX: usize = { crate::DEFAULT_TX },
+    const RX: usize = { crate::DEFAULT_RX },
+> {
+    shared: Option<Shared<'c, M, T, P, PUBS, SUBS, TX, RX>>,
+}
+
+impl<
+        'c,
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Default for Resources<'c, M, T, P, PUBS, SUBS, TX, RX>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<
+        'c,
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Resources<'c, M, T, P, PUBS, SUBS, TX, RX>
+{
+    /// Empty resources.
+    pub const fn new() -> Self {
+        Resources { shared: None }
+    }
+}
+
+/// The application's handle: cheap to copy, usable from several tasks at once.
+pub struct Client<
+    'a,
+    'c,
+    M: RawMutex,
+    const T: usize = { crate::DEFAULT_TOPIC },
+    const P: usize = { crate::DEFAULT_PAYLOAD },
+    const PUBS: usize = { crate::DEFAULT_PUBS },
+    const SUBS: usize = { crate::DEFAULT_SUBS },
+    const TX: usize = { crate::DEFAULT_TX },
+    const RX: usize = { crate::DEFAULT_RX },
+> {
+    shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX>,
+}
+
+impl<
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Clone for Client<'_, '_, M, T, P, PUBS, SUBS, TX, RX>
+{
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Copy for Client<'_, '_, M, T, P, PUBS, SUBS, TX, RX>
+{
+}
+
+/// The task that drives the link, RST and the watchdog: run [`Runner::run`] in its own task.
+pub struct Runner<
+    'a,
+    'c,
+    M: RawMutex,
+    TC,
+    TD,
+    BC,
+    BD,
+    RST,
+    const T: usize,
+    const P: usize,
+    const PUBS: usize,
+    const SUBS: usize,
+    const TX: usize,
+    const RX: usize,
+> {
+    shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX>,
+    link: link::Master<TC, TD, BC, BD>,
+    rst: RST,
+}
+
+/// Creates the driver: a [`Client`] for the application and the [`Runner`] for its task. The runner starts by
+/// resetting the bridge.
+#[allow(clippy::type_complexity)] // the pair of handles, each generic over the same parameters
+pub fn new<
+    'a,
+    'c,
+    M,
+    E,
+    TC,
+    TD,
+    BC,
+    BD,
+    RST,
+    const T: usize,
+    const P: usize,
+    const PUBS: usize,
+    const SUBS: usize,
+    const TX: usize,
+    const RX: usize,
+>(
+    pins: Pins<TC, TD, BC, BD, RST>,
+    config: Config<'c>,
+    timing: Timing,
+    resources: &'a mut Resources<'c, M, T, P, PUBS, SUBS, TX, RX>,
+) -> Result<
+    (
+        Client<'a, 'c, M, T, P, PUBS, SUBS, TX, RX>,
+        Runner<'a, 'c, M, TC, TD, BC, BD, RST, T, P, PUBS, SUBS, TX, RX>,
+    ),
+    protocol::driver::Error<E>,
+>
+where
+    M: RawMutex,
+    TC: OutputPin<Error = E>,
+    TD: OutputPin<Error = E>,
+    BC: InputPin<Error = E> + Wait<Error = E>,
+    BD: InputPin<Error = E> + Wait<Error = E>,
+    RST: OutputPin,
+{
+    let link = link::Master::new(pins.t_clk, pins.t_dat, pins.b_clk, pins.b_dat, timing)?;
+    let core = Core::new(config, Instant::now());
+    let shared = resources.shared.insert(Shared {
+        inner: Mutex::new(RefCell::new(Inner {
+            core,
+            waiters: MultiWakerRegistration::new(),
+        })),
+        runner: Signal::new(),
+    });
+    let shared = &*shared;
+    Ok((
+        Client { shared },
+        Runner {
+            shared,
+            link,
+            rst: pins.rst,
+        },
+    ))
+}
+
+/// The link's byte queues, reached through the shared state one byte at a time.
+struct SharedIo<
+    's,
+    'c,
+    M: RawMutex,
+    const T: usize,
+    const P: usize,
+    const PUBS: usize,
+    const SUBS: usize,
+    const TX: usize,
+    const RX: usize,
+>(&'s Shared<'c, M, T, P, PUBS, SUBS, TX, RX>);
+
+impl<
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > LinkIo for SharedIo<'_, '_, M, T, P, PUBS, SUBS, TX, RX>
+{
+    fn tx_ready(&self) -> bool {
+        self.0.inner.lock(|i| i.borrow_mut().core.port().tx_ready())
+    }
+    fn tx_next(&mut self) -> Option<u8> {
+        self.0.inner.lock(|i| i.borrow_mut().core.port().tx_next())
+    }
+    fn rx(&mut self, byte: u8) -> bool {
+        self.0.inner.lock(|i| i.borrow_mut().core.port().rx(byte))
+    }
+}
+
+impl<
+        'c,
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Shared<'c, M, T, P, PUBS, SUBS, TX, RX>
+{
+    fn with<R>(&self, f: impl FnOnce(&mut Core<'c, T, P, PUBS, SUBS, TX, RX>) -> R) -> R {
+        self.inner.lock(|i| {
+            let mut inner = i.borrow_mut();
+            let r = f(&mut inner.core);
+            inner.waiters.wake();
+            r
+        })
+    }
+}
+
+impl<
+        'a,
+        'c,
+        M,
+        E,
+        TC,
+        TD,
+        BC,
+        BD,
+        RST,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Runner<'a, 'c, M, TC, TD, BC, BD, RST, T, P, PUBS, SUBS, TX, RX>
+where
+    M: RawMutex,
+    TC: OutputPin<Error = E>,
+    TD: OutputPin<Error = E>,
+    BC: InputPin<Error = E> + Wait<Error = E>,
+    BD: InputPin<Error = E> + Wait<Error = E>,
+    RST: OutputPin,
+{
+    /// Runs the driver forever.
+    pub async fn run(mut self) -> ! {
+        loop {
+            // Every turn yields once, so that the application's futures run even when every wait below is ready
+            // at once (a held message, a passed deadline).
+            embassy_futures::yield_now().await;
+            let deadline = self.service();
+            if !self.shared.with(|core| core.link_enabled()) {
+                let _ = with_deadline(deadline, self.shared.runner.wait()).await;
+                continue;
+            }
+            let mut io = SharedIo(self.shared);
+            match with_deadline(deadline, self.link.run(&mut io, 512)).await {
+                Ok(Ok(Progress::Busy)) | Err(_) => {}
+                Ok(Ok(Progress::RxFull)) => {
+                    let taken = self.shared.with(|core| {
+                        core.handle_frame(Instant::now());
+                        core.port().received().is_none()
+                    });
+                    if !taken {
+                        // A message waits for the application; the link holds until it takes it.
+                        let _ = with_deadline(deadline, self.shared.runner.wait()).await;
+                    }
+                }
+                Ok(Ok(Progress::Idle)) => {
+                    let shared = self.shared;
+                    match select3(self.link.wait_request(), shared.runner.wait(), Timer::at(deadline)).await {
+                        Either3::First(Err(_)) => shared.with(|core| core.handle_link_error(Instant::now())),
+                        Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
+                    }
+                }
+                Ok(Err(_)) => self.shared.with(|core| core.handle_link_error(Instant::now())),
+            }
+        }
+    }
+
+    /// Timers, RST, link reset and queued requests; returns when to come back at the latest.
+    fn service(&mut self) -> Instant {
+        let (rst, reset, deadline) = self.shared.with(|core| {
+            let now = Instant::now();
+            core.handle_timeout(now);
+            core.handle_frame(now);
+            core.flush();
+            (core.rst_level(), core.take_link_reset(), core.poll_at())
+        });
+        let _ = self.rst.set_state(PinState::from(rst));
+        if reset {
+            let _ = self.link.reset();
+        }
+        deadline
+    }
+}
+
+impl<
+        'c,
+        M: RawMutex,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+    > Client<'_, 'c, M, T, P, PUBS, SUBS, TX, RX>
+{
+    /// Waits until `f` gives a value, re-trying it whenever the driver's state changes.
+    async fn wait_for<R>(&self, mut f: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX>) -> Option<R>) -> R {
+        poll_fn(|cx| {
+            self.shared.inner.lock(|i| {
+                let mut inner = i.borrow_mut();
+                match f(&mut inner.core) {
+                    Some(r) => Poll::Ready(r),
+                    None => {
+                        inner.waiters.register(cx.waker());
+                        Poll::Pending
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn start(
+        &self,
+        mut op: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX>) -> Result<Token, Error>,
+    ) -> Result<Token, Error> {
+        let r = self
+            .wait_for(|core| match op(core) {
+                Err(Error::WouldBlock) => None,
+                other => Some(other),
+            })
+            .await;
+        self.shared.runner.signal(());
+        r
+    }
+
+    async fn finish(&self, token: Token) -> Result<Outcome, Error> {
+        self.wait_for(|core| core.outcome(token)).await
+    }
+
+    /// Publishes. QoS 1 returns once the broker has acknowledged it, end to end (across bridge resets: an
+    /// unacknowledged publication is resent). QoS 0 returns once the bridge has it. Waits while the driver's
+    /// publication slots or the bridge's queue are full.
+    pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<(), Error> {
+        let token = self.start(|core| core.publish(topic, payload, qos, retain)).await?;
+        self.finish(token).await.map(|_| ())
+    }
+
+    /// Subscribes; returns the QoS the broker granted. The subscription is restored after every bridge reset.
+    pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<QoS, Error> {
+        let token = self.start(|core| core.subscribe(filter, qos)).await?;
+        match self.finish(token).await? {
+            Outcome::Subscribed(q) => Ok(q),
+            _ => Ok(qos),
+        }
+    }
+
+    /// Unsubscribes.
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), Error> {
+        let token = self.start(|core| core.unsubscribe(filter)).await?;
+        self.finish(token).await.map(|_| ())
+    }
+
+    /// The next message or status change; a message is copied into `buf` (give it the topic plus payload limits).
+    /// A QoS 1 message is acknowledged to the bridge (and so to the broker) when this returns it.
+    pub async fn next_event<'b>(&self, buf: &'b mut [u8]) -> Event<'b> {
+        let found = self.wait_for(|core| core.take_event(&mut *buf).map(Owned::from)).await;
+        self.shared.runner.signal(());
+        found.into_event(buf)
+    }
+
+    /// The wall-clock time from the bridge (Unix milliseconds), or `None` if it does not know it yet.
+    pub async fn time(&self) -> Option<u64> {
+        self.shared.with(|core| core.request_time());
+        self.shared.runner.signal(());
+        self.wait_for(|core| core.take_time()).await
+    }
+
+    /// The bridge's counters.
+    pub async fn bridge_stats(&self) -> protocol::Stats {
+        self.shared.with(|core| core.request_stats());
+        self.shared.runner.signal(());
+        self.wait_for(|core| core.take_bridge_stats()).await
+    }
+
+    /// The driver's counters.
+    pub fn stats(&self) -> DriverStats {
+        self.shared.with(|core| core.stats())
+    }
+
+    /// Whether the bridge is up and configured.
+    pub fn bridge_up(&self) -> bool {
+        self.shared.with(|core| core.bridge_up())
+    }
+}
+
+/// An event whose message parts are positions in the caller's buffer.
+enum Owned {
+    Message {
+        topic: usize,
+        payload: usize,
+        qos: QoS,
+        retain: bool,
+        dup: bool,
+    },
+    Status(crate::Status),
+}
+
+impl From<Event<'_>> for Owned {
+    fn from(ev: Event<'_>) -> Self {
+        match ev {
+            Event::Message(m) => Owned::Message {
+                topic: m.topic.len(),
+                payload: m.payload.len(),
+                qos: m.qos,
+                retain: m.retain,
+                dup: m.dup,
+            },
+            Event::Status(s) => Owned::Status(s),
+        }
+    }
+}
+
+impl Owned {
+    fn into_event(self, buf: &[u8]) -> Event<'_> {
+        match self {
+            Owned::Status(s) => Event::Status(s),
+            Owned::Message {
+                topic,
+                payload,
+                qos,
+                retain,
+                dup,
+            } => {
+                let (t, rest) = buf.split_at(topic);
+                let topic = core::str::from_utf8(t).unwrap_or("");
+                Event::Message(crate::Message {
+                    topic,
+                    payload: &rest[..payload],
+                    qos,
+                    retain,
+                    dup,
+                })
+            }
+        }
+    }
+}

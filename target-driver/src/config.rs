@@ -1,0 +1,101 @@
+//! What the application tells the driver: the bridge's configuration and the driver's own timing.
+
+use embassy_time::Duration;
+use protocol::{QoS, Will};
+
+/// Everything the bridge needs (sent after every bridge start) and the watchdog's timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config<'a> {
+    /// WiFi network name.
+    pub wifi_ssid: &'a str,
+    /// WiFi passphrase (empty for an open network).
+    pub wifi_password: &'a str,
+    /// Broker host name or address.
+    pub broker_host: &'a str,
+    /// Broker TCP port.
+    pub broker_port: u16,
+    /// MQTT client identifier.
+    pub client_id: &'a str,
+    /// MQTT user name.
+    pub username: Option<&'a str>,
+    /// MQTT password.
+    pub password: Option<&'a [u8]>,
+    /// MQTT keepalive in seconds.
+    pub keepalive_s: u16,
+    /// MQTT clean session.
+    pub clean_session: bool,
+    /// Last will.
+    pub will: Option<Will<'a>>,
+    /// Ask the bridge for TLS to the broker.
+    pub tls: bool,
+    /// When the bridge has been silent this long, the driver pings it.
+    pub watchdog: Duration,
+    /// A ping unanswered this long means the bridge is stuck: the driver resets it.
+    pub ping_timeout: Duration,
+    /// How long RST is held low.
+    pub reset_pulse: Duration,
+    /// How long a reset bridge may take to say it is ready.
+    pub ready_timeout: Duration,
+    /// Longest pause between two reset attempts of a bridge that does not answer (the pauses double up to it).
+    pub max_reset_backoff: Duration,
+}
+
+impl<'a> Config<'a> {
+    /// A configuration with the usual defaults: no credentials, keepalive 30 s, persistent session, no will, no
+    /// TLS, watchdog 2 s, ping timeout 1 s, reset pulse 100 ms, ready timeout 5 s, reset backoff up to 60 s.
+    pub const fn new(
+        wifi_ssid: &'a str,
+        wifi_password: &'a str,
+        broker_host: &'a str,
+        broker_port: u16,
+        client_id: &'a str,
+    ) -> Self {
+        Config {
+            wifi_ssid,
+            wifi_password,
+            broker_host,
+            broker_port,
+            client_id,
+            username: None,
+            password: None,
+            keepalive_s: 30,
+            clean_session: false,
+            will: None,
+            tls: false,
+            watchdog: Duration::from_secs(2),
+            ping_timeout: Duration::from_secs(1),
+            reset_pulse: Duration::from_millis(100),
+            ready_timeout: Duration::from_secs(5),
+            max_reset_backoff: Duration::from_secs(60),
+        }
+    }
+
+    /// The configure request for the bridge.
+    pub(crate) fn request(&self) -> protocol::Config<'a> {
+        protocol::Config {
+            version: protocol::PROTOCOL_VERSION,
+            wifi_ssid: self.wifi_ssid,
+            wifi_password: self.wifi_password,
+            broker_host: self.broker_host,
+            broker_port: self.broker_port,
+            client_id: self.client_id,
+            username: self.username,
+            password: self.password,
+            keepalive_s: self.keepalive_s,
+            clean_session: self.clean_session,
+            will: self.will,
+            tls: self.tls,
+        }
+    }
+}
+
+/// QoS of a will, for [`Config::will`].
+pub const fn will<'a>(topic: &'a str, payload: &'a [u8], qos: QoS, retain: bool) -> Will<'a> {
+    Will {
+        topic,
+        payload,
+        qos,
+        retain,
+    }
+}

@@ -1,0 +1,794 @@
+//! The driver's core: a sans-IO state machine between the application and the bridge.
+//!
+//! It owns the frame queues ([`Port`]), the table of QoS 1 publications not yet acknowledged, the subscription
+//! table and the watchdog. It reads no pins and no clock: the async runner and the blocking client feed it `now`,
+//! move its frames over the link, and drive RST to the level it asks for. Everything it must restore after a
+//! bridge reset (configuration, subscriptions, unacknowledged publications) it keeps itself, so a reset loses
+//! nothing the broker acknowledged.
+
+use embassy_time::{Duration, Instant};
+use heapless::{Deque, String, Vec};
+use protocol::{DownReason, ErrorKind, Event as BridgeEvent, Port, QoS, Request, SubResult, PROTOCOL_VERSION};
+
+use crate::config::Config;
+use crate::error::{check_filter, check_topic, Error};
+
+/// Default longest topic or filter, in bytes.
+pub const DEFAULT_TOPIC: usize = 64;
+/// Default longest payload, in bytes.
+pub const DEFAULT_PAYLOAD: usize = 128;
+/// Default QoS 1 publications in flight (kept for resending after a bridge reset).
+pub const DEFAULT_PUBS: usize = 4;
+/// Default subscriptions kept for replay.
+pub const DEFAULT_SUBS: usize = 4;
+/// Default send queue, in bytes of frames.
+pub const DEFAULT_TX: usize = 256;
+/// Default receive buffer: the longest frame accepted.
+pub const DEFAULT_RX: usize = 256;
+
+/// Identifies an operation in flight; its outcome comes back under the same token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Token(pub u16);
+
+/// A finished operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Outcome {
+    /// The publication was acknowledged by the broker (QoS 1) or handed to the bridge (QoS 0).
+    Published,
+    /// The subscription was granted at this QoS.
+    Subscribed(QoS),
+    /// The unsubscription was acknowledged.
+    Unsubscribed,
+}
+
+/// Why the driver reset the bridge, or saw it restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ResetReason {
+    /// The driver's first reset at start-up.
+    StartUp,
+    /// The bridge did not answer the watchdog's ping.
+    Unresponsive,
+    /// The bridge did not say it was ready after a reset.
+    NotReady,
+    /// The bridge restarted by itself (it sent Ready unasked).
+    Restarted,
+    /// The link reported a fault or a timeout.
+    LinkFault,
+}
+
+/// A change the application hears about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Status {
+    /// The bridge is up and configured; subscriptions and unacknowledged publications were restored.
+    BridgeReady,
+    /// The bridge is being reset (and will be restored).
+    BridgeReset(ResetReason),
+    /// The bridge speaks another protocol version; it is reset and retried with backoff.
+    VersionMismatch {
+        /// The bridge's version.
+        bridge: u16,
+    },
+    /// WiFi is up.
+    WifiUp,
+    /// WiFi is down (the bridge retries).
+    WifiDown,
+    /// Connected to the broker.
+    BrokerUp {
+        /// The broker kept the session.
+        session_present: bool,
+    },
+    /// Disconnected from the broker (the bridge retries).
+    BrokerDown(DownReason),
+    /// The bridge's queue toward the broker is full (`true`): publications wait; or has room again (`false`).
+    QueueFull(bool),
+}
+
+/// What the application receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Event<'a> {
+    /// A message from a subscription.
+    Message(Message<'a>),
+    /// A change of the bridge's or the broker's state.
+    Status(Status),
+}
+
+/// A message from a subscription, copied into the application's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Message<'a> {
+    /// Topic it was published to.
+    pub topic: &'a str,
+    /// Payload.
+    pub payload: &'a [u8],
+    /// QoS of the delivery.
+    pub qos: QoS,
+    /// Retained message.
+    pub retain: bool,
+    /// Possibly delivered before.
+    pub dup: bool,
+}
+
+#[derive(Debug)]
+struct Pending<const T: usize, const P: usize> {
+    id: u16,
+    topic: String<T>,
+    payload: Vec<u8, P>,
+    qos: QoS,
+    retain: bool,
+    sent: bool,
+    /// Sent at least once before (a later send is a resend).
+    tried: bool,
+}
+
+#[derive(Debug)]
+struct Sub<const T: usize> {
+    filter: String<T>,
+    qos: QoS,
+    /// Id of the subscribe request in flight, if the application waits for it.
+    id: Option<u16>,
+    sent: bool,
+}
+
+/// Where the bridge is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Holding RST low until then.
+    Reset { until: Instant },
+    /// Waiting for Ready until then.
+    Booting { until: Instant },
+    /// Configured and answering.
+    Up,
+    /// After a failed attempt: waiting until then before resetting again.
+    Backoff { until: Instant },
+}
+
+/// The timers, each with its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// End of the RST pulse.
+    ResetPulse(Instant),
+    /// The bridge must be ready by then.
+    Ready(Instant),
+    /// Next reset attempt.
+    Backoff(Instant),
+    /// Ping the bridge when it has been silent until then.
+    Watchdog(Instant),
+    /// The ping must be answered by then.
+    PingAnswer(Instant),
+}
+
+impl Timer {
+    fn at(self) -> Instant {
+        match self {
+            Timer::ResetPulse(t) | Timer::Ready(t) | Timer::Backoff(t) | Timer::Watchdog(t) | Timer::PingAnswer(t) => t,
+        }
+    }
+}
+
+/// Counters of the driver.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DriverStats {
+    /// Bridge resets the driver made (start-up included).
+    pub resets: u32,
+    /// Publications resent after a bridge reset.
+    pub resent: u32,
+    /// Pings sent by the watchdog.
+    pub pings: u32,
+    /// Received frames dropped for a bad CRC, bad COBS or overlength.
+    pub frame_errors: u32,
+    /// Messages delivered to the application.
+    pub delivered: u32,
+}
+
+/// Answers waiting for the application.
+const OUTCOMES: usize = 8;
+/// Status changes waiting for the application; the oldest is dropped past this (statuses are states, the newest
+/// matters).
+const STATUSES: usize = 8;
+/// Acknowledgements of taken messages waiting to be sent.
+const ACKS: usize = 8;
+
+/// The driver's core; `T` topic bytes, `P` payload bytes, `PUBS` publications in flight, `SUBS` subscriptions,
+/// `TX`/`RX` link buffers.
+pub struct Core<
+    'c,
+    const T: usize = DEFAULT_TOPIC,
+    const P: usize = DEFAULT_PAYLOAD,
+    const PUBS: usize = DEFAULT_PUBS,
+    const SUBS: usize = DEFAULT_SUBS,
+    const TX: usize = DEFAULT_TX,
+    const RX: usize = DEFAULT_RX,
+> {
+    config: Config<'c>,
+    port: Port<TX, RX>,
+    phase: Phase,
+    pending: Vec<Pending<T, P>, PUBS>,
+    subs: Vec<Sub<T>, SUBS>,
+    unsubs: Vec<(u16, String<T>), 2>,
+    outcomes: Vec<(u16, Result<Outcome, Error>), OUTCOMES>,
+    statuses: Deque<Status, STATUSES>,
+    time_answer: Option<Option<u64>>,
+    stats_answer: Option<protocol::Stats>,
+    acks: Vec<u16, ACKS>,
+    configured: bool,
+    ping: Option<(u16, Instant)>,
+    ping_due: bool,
+    time_due: bool,
+    stats_due: bool,
+    last_rx: Instant,
+    attempts: u32,
+    next_id: u16,
+    backpressure: bool,
+    link_reset: bool,
+    stats: DriverStats,
+}
+
+impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, const TX: usize, const RX: usize>
+    Core<'c, T, P, PUBS, SUBS, TX, RX>
+{
+    /// A core that starts by resetting the bridge at `now`.
+    pub fn new(config: Config<'c>, now: Instant) -> Self {
+        let mut core = Core {
+            config,
+            port: Port::new(),
+            phase: Phase::Up,
+            pending: Vec::new(),
+            subs: Vec::new(),
+            unsubs: Vec::new(),
+            outcomes: Vec::new(),
+            statuses: Deque::new(),
+            time_answer: None,
+            stats_answer: None,
+            acks: Vec::new(),
+            configured: false,
+            ping: None,
+            ping_due: false,
+            time_due: false,
+            stats_due: false,
+            last_rx: now,
+            attempts: 0,
+            next_id: 1,
+            backpressure: false,
+            link_reset: false,
+            stats: DriverStats::default(),
+        };
+        core.reset_bridge(ResetReason::StartUp, now);
+        core
+    }
+
+    // ----- the runner's side -----
+
+    /// The level RST must be driven to now (`false`: the bridge is held in reset).
+    pub fn rst_level(&self) -> bool {
+        !matches!(self.phase, Phase::Reset { .. })
+    }
+
+    /// Whether the bridge is up and configured.
+    pub fn bridge_up(&self) -> bool {
+        self.phase == Phase::Up && self.configured
+    }
+
+    /// `true` once after the core reset the bridge: the runner resets its link driver too.
+    #[must_use]
+    pub fn take_link_reset(&mut self) -> bool {
+        core::mem::take(&mut self.link_reset)
+    }
+
+    /// The frame queues the link driver moves.
+    pub fn port(&mut self) -> &mut Port<TX, RX> {
+        &mut self.port
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> DriverStats {
+        DriverStats {
+            frame_errors: self.frame_errors(),
+            ..self.stats
+        }
+    }
+
+    fn frame_errors(&self) -> u32 {
+        let s = self.port.stats();
+        s.crc_errors + s.malformed + s.overlong
+    }
+
+    fn timer(&self) -> Timer {
+        match self.phase {
+            Phase::Reset { until } => Timer::ResetPulse(until),
+            Phase::Booting { until } => Timer::Ready(until),
+            Phase::Backoff { until } => Timer::Backoff(until),
+            Phase::Up => match self.ping {
+                Some((_, until)) => Timer::PingAnswer(until),
+                None => Timer::Watchdog(self.last_rx + self.config.watchdog),
+            },
+        }
+    }
+
+    /// When the core wants [`Core::handle_timeout`] to be called at the latest.
+    pub fn poll_at(&self) -> Instant {
+        self.timer().at()
+    }
+
+    /// Advances the timers to `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let timer = self.timer();
+        if now < timer.at() {
+            return;
+        }
+        match timer {
+            Timer::ResetPulse(_) => {
+                // The bridge's pins are at their reset levels now: the link starts afresh from here.
+                self.link_reset = true;
+                self.phase = Phase::Booting {
+                    until: now + self.config.ready_timeout,
+                };
+            }
+            Timer::Ready(_) => self.fail(ResetReason::NotReady, now),
+            Timer::Backoff(_) => self.reset_bridge(ResetReason::NotReady, now),
+            Timer::Watchdog(_) => {
+                self.ping_due = true;
+                let id = self.new_id();
+                self.ping = Some((id, now + self.config.ping_timeout));
+                self.stats.pings += 1;
+                self.flush();
+            }
+            Timer::PingAnswer(_) => self.reset_bridge(ResetReason::Unresponsive, now),
+        }
+    }
+
+    /// The link failed (timeout or fault). A bridge that was up is reset at once; one that is still booting counts
+    /// as a failed attempt, retried after the backoff pause.
+    pub fn handle_link_error(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Up => self.reset_bridge(ResetReason::LinkFault, now),
+            Phase::Booting { .. } => self.fail(ResetReason::LinkFault, now),
+            Phase::Reset { .. } | Phase::Backoff { .. } => {}
+        }
+    }
+
+    /// Whether the link should run now: not while the bridge is held in reset or left alone between attempts.
+    pub fn link_enabled(&self) -> bool {
+        matches!(self.phase, Phase::Booting { .. } | Phase::Up)
+    }
+
+    fn status(&mut self, status: Status) {
+        if self.statuses.is_full() {
+            self.statuses.pop_front();
+        }
+        let _ = self.statuses.push_back(status);
+    }
+
+    fn new_id(&mut self) -> u16 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn reset_bridge(&mut self, reason: ResetReason, now: Instant) {
+        self.stats.resets += 1;
+        self.phase = Phase::Reset {
+            until: now + self.config.reset_pulse,
+        };
+        self.configured = false;
+        self.ping = None;
+        self.ping_due = false;
+        self.backpressure = false;
+        self.acks.clear();
+        self.port.clear();
+        for p in self.pending.iter_mut() {
+            p.sent = false;
+        }
+        for s in self.subs.iter_mut() {
+            s.sent = false;
+        }
+        self.status(Status::BridgeReset(reason));
+    }
+
+    fn fail(&mut self, reason: ResetReason, now: Instant) {
+        self.attempts += 1;
+        let shift = self.attempts.min(16);
+        let pause = Duration::from_millis(250 << shift).min(self.config.max_reset_backoff);
+        self.phase = Phase::Backoff { until: now + pause };
+        self.status(Status::BridgeReset(reason));
+    }
+
+    /// Handles the received frame waiting in the port, if any. A message for the application stays there (and
+    /// holds the link) until [`Core::take_event`] copies it out.
+    pub fn handle_frame(&mut self, now: Instant) {
+        let Some(bytes) = self.port.received() else { return };
+        self.last_rx = now;
+        let event = match BridgeEvent::decode(bytes) {
+            Ok(BridgeEvent::Message { .. }) => {
+                // Any frame proves the bridge alive, and while the application holds a message the link is held
+                // on this side: no reason to ping.
+                self.ping = None;
+                self.ping_due = false;
+                return;
+            }
+            Ok(ev) => Some(Self::owned(ev)),
+            Err(_) => None,
+        };
+        self.port.release();
+        if let Some(ev) = event {
+            self.handle_bridge_event(ev, now);
+        }
+        self.flush();
+    }
+
+    /// The event without borrowed parts (every event but Message has none).
+    fn owned(ev: BridgeEvent<'_>) -> BridgeEvent<'static> {
+        match ev {
+            BridgeEvent::Ready { version, limits } => BridgeEvent::Ready { version, limits },
+            BridgeEvent::Status(s) => BridgeEvent::Status(s),
+            BridgeEvent::PubAck { id } => BridgeEvent::PubAck { id },
+            BridgeEvent::SubAck { id, result } => BridgeEvent::SubAck { id, result },
+            BridgeEvent::UnsubAck { id } => BridgeEvent::UnsubAck { id },
+            BridgeEvent::Pong { id } => BridgeEvent::Pong { id },
+            BridgeEvent::Time { unix_ms } => BridgeEvent::Time { unix_ms },
+            BridgeEvent::Stats(s) => BridgeEvent::Stats(s),
+            BridgeEvent::Error { id, kind } => BridgeEvent::Error { id, kind },
+            BridgeEvent::Message { id, .. } => BridgeEvent::Pong { id },
+        }
+    }
+
+    fn complete(&mut self, id: u16, result: Result<Outcome, Error>) {
+        if self.outcomes.is_full() {
+            let _ = self.outcomes.remove(0);
+        }
+        let _ = self.outcomes.push((id, result));
+    }
+
+    fn handle_bridge_event(&mut self, ev: BridgeEvent<'static>, now: Instant) {
+        use protocol::Status as S;
+        match ev {
+            BridgeEvent::Ready { version, .. } => {
+                if version != PROTOCOL_VERSION {
+                    self.status(Status::VersionMismatch { bridge: version });
+                    self.fail(ResetReason::NotReady, now);
+                    return;
+                }
+                if self.phase == Phase::Up {
+                    // The bridge restarted by itself: restore it as after a reset.
+                    self.reset_state_for_restore();
+                    self.status(Status::BridgeReset(ResetReason::Restarted));
+                }
+                self.phase = Phase::Up;
+                self.attempts = 0;
+                self.configured = false;
+                self.status(Status::BridgeReady);
+            }
+            BridgeEvent::Status(s) => {
+                let status = match s {
+                    S::WifiUp => Status::WifiUp,
+                    S::WifiDown => Status::WifiDown,
+                    S::BrokerUp { session_present } => Status::BrokerUp { session_present },
+                    S::BrokerDown { reason } => Status::BrokerDown(reason),
+                    S::Backpressure { full } => {
+                        self.backpressure = full;
+                        Status::QueueFull(full)
+                    }
+                };
+                self.status(status);
+            }
+            BridgeEvent::PubAck { id } => {
+                if let Some(i) = self.pending.iter().position(|p| p.id == id) {
+                    self.pending.swap_remove(i);
+                    self.complete(id, Ok(Outcome::Published));
+                }
+            }
+            BridgeEvent::SubAck { id, result } => {
+                if let Some(sub) = self.subs.iter_mut().find(|s| s.id == Some(id)) {
+                    sub.id = None;
+                }
+                let outcome = match result {
+                    SubResult::Granted(qos) => Ok(Outcome::Subscribed(qos)),
+                    SubResult::Failure => Err(Error::SubscriptionFailed),
+                };
+                self.complete(id, outcome);
+            }
+            BridgeEvent::UnsubAck { id } => self.complete(id, Ok(Outcome::Unsubscribed)),
+            BridgeEvent::Pong { .. } | BridgeEvent::Message { .. } => {}
+            BridgeEvent::Time { unix_ms } => self.time_answer = Some(unix_ms),
+            BridgeEvent::Stats(s) => self.stats_answer = Some(s),
+            BridgeEvent::Error { id, kind } => self.refused(id, kind),
+        }
+        // Any frame proves the bridge alive.
+        self.ping = None;
+    }
+
+    fn refused(&mut self, id: u16, kind: ErrorKind) {
+        if kind == ErrorKind::QueueFull {
+            // Keep the publication and send it again once the bridge has room.
+            if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+                p.sent = false;
+                self.backpressure = true;
+                return;
+            }
+        }
+        if let Some(i) = self.pending.iter().position(|p| p.id == id) {
+            self.pending.swap_remove(i);
+        }
+        self.complete(id, Err(Error::Refused(kind)));
+    }
+
+    fn reset_state_for_restore(&mut self) {
+        self.acks.clear();
+        self.backpressure = false;
+        for p in self.pending.iter_mut() {
+            p.sent = false;
+        }
+        for s in self.subs.iter_mut() {
+            s.sent = false;
+        }
+    }
+
+    /// Queues every request that is due and fits: configuration first, then subscriptions, publications, acks.
+    pub fn flush(&mut self) {
+        if self.phase != Phase::Up {
+            return;
+        }
+        if !self.configured {
+            if self.port.send(&Request::Configure(self.config.request())).is_err() {
+                return;
+            }
+            self.configured = true;
+        }
+        if self.ping_due {
+            if let Some((id, _)) = self.ping {
+                if self.port.send(&Request::Ping { id }).is_err() {
+                    return;
+                }
+            }
+            self.ping_due = false;
+        }
+        for i in 0..self.subs.len() {
+            let sub = &self.subs[i];
+            if sub.sent {
+                continue;
+            }
+            let id = match sub.id {
+                Some(id) => id,
+                None => {
+                    let id = self.new_id();
+                    self.subs[i].id = Some(id);
+                    id
+                }
+            };
+            let sub = &self.subs[i];
+            if self
+                .port
+                .send(&Request::Subscribe {
+                    id,
+                    filter: &sub.filter,
+                    qos: sub.qos,
+                })
+                .is_err()
+            {
+                return;
+            }
+            self.subs[i].sent = true;
+        }
+        while let Some((id, filter)) = self.unsubs.first() {
+            if self.port.send(&Request::Unsubscribe { id: *id, filter }).is_err() {
+                return;
+            }
+            self.unsubs.remove(0);
+        }
+        while let Some(&id) = self.acks.first() {
+            if self.port.send(&Request::Ack { id }).is_err() {
+                return;
+            }
+            self.acks.remove(0);
+        }
+        if self.time_due {
+            if self.port.send(&Request::TimeRequest).is_err() {
+                return;
+            }
+            self.time_due = false;
+        }
+        if self.stats_due {
+            if self.port.send(&Request::StatsRequest).is_err() {
+                return;
+            }
+            self.stats_due = false;
+        }
+        if self.backpressure {
+            return;
+        }
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &self.pending[i];
+            if !p.sent {
+                let req = Request::Publish {
+                    id: p.id,
+                    topic: &p.topic,
+                    payload: &p.payload,
+                    qos: p.qos,
+                    retain: p.retain,
+                };
+                if self.port.send(&req).is_err() {
+                    return;
+                }
+                if p.qos == QoS::AtMostOnce {
+                    // At most once: handed over, nothing to keep.
+                    let id = p.id;
+                    self.pending.swap_remove(i);
+                    self.complete(id, Ok(Outcome::Published));
+                    continue;
+                }
+                if p.tried {
+                    self.stats.resent += 1;
+                }
+                self.pending[i].sent = true;
+                self.pending[i].tried = true;
+            }
+            i += 1;
+        }
+    }
+
+    // ----- the application's side -----
+
+    /// Starts a publication. QoS 1: it is kept (and resent after a bridge reset) until the broker acknowledges it;
+    /// the outcome comes under the returned token. QoS 0: the outcome comes once it is handed to the bridge.
+    pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<Token, Error> {
+        check_topic(topic, T)?;
+        if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {
+            return Err(Error::UnsupportedQoS);
+        }
+        let payload = Vec::from_slice(payload).map_err(|_| Error::PayloadTooLong)?;
+        let topic = String::try_from(topic).map_err(|_| Error::Topic(crate::TopicError::TooLong))?;
+        if self.pending.is_full() || self.backpressure {
+            return Err(Error::WouldBlock);
+        }
+        let id = self.new_id();
+        let _ = self.pending.push(Pending {
+            id,
+            topic,
+            payload,
+            qos,
+            retain,
+            sent: false,
+            tried: false,
+        });
+        self.flush();
+        Ok(Token(id))
+    }
+
+    /// Subscribes (or changes the QoS of a subscription). The filter is kept and replayed after a bridge reset.
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<Token, Error> {
+        check_filter(filter, T)?;
+        if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {
+            return Err(Error::UnsupportedQoS);
+        }
+        let id = self.new_id();
+        if let Some(sub) = self.subs.iter_mut().find(|s| s.filter.as_str() == filter) {
+            (sub.qos, sub.id, sub.sent) = (qos, Some(id), false);
+        } else {
+            let filter = String::try_from(filter).map_err(|_| Error::Topic(crate::TopicError::TooLong))?;
+            self.subs
+                .push(Sub {
+                    filter,
+                    qos,
+                    id: Some(id),
+                    sent: false,
+                })
+                .map_err(|_| Error::WouldBlock)?;
+        }
+        self.flush();
+        Ok(Token(id))
+    }
+
+    /// Unsubscribes and forgets the filter.
+    pub fn unsubscribe(&mut self, filter: &str) -> Result<Token, Error> {
+        check_filter(filter, T)?;
+        let owned = String::try_from(filter).map_err(|_| Error::Topic(crate::TopicError::TooLong))?;
+        if self.unsubs.is_full() {
+            return Err(Error::WouldBlock);
+        }
+        let id = self.new_id();
+        self.subs.retain(|s| s.filter.as_str() != filter);
+        let _ = self.unsubs.push((id, owned));
+        self.flush();
+        Ok(Token(id))
+    }
+
+    /// Asks the bridge for the time; the answer comes from [`Core::take_time`].
+    pub fn request_time(&mut self) {
+        self.time_answer = None;
+        self.time_due = true;
+        self.flush();
+    }
+
+    /// The answer to the last time request, once: Unix milliseconds, or `Some(None)` if the bridge does not know.
+    pub fn take_time(&mut self) -> Option<Option<u64>> {
+        self.time_answer.take()
+    }
+
+    /// Asks the bridge for its counters; the answer comes from [`Core::take_bridge_stats`].
+    pub fn request_stats(&mut self) {
+        self.stats_answer = None;
+        self.stats_due = true;
+        self.flush();
+    }
+
+    /// The answer to the last stats request, once.
+    pub fn take_bridge_stats(&mut self) -> Option<protocol::Stats> {
+        self.stats_answer.take()
+    }
+
+    /// The outcome of the operation `token`, once it is known (taken: asking again gives `None`).
+    pub fn outcome(&mut self, token: Token) -> Option<Result<Outcome, Error>> {
+        let i = self.outcomes.iter().position(|(id, _)| *id == token.0)?;
+        Some(self.outcomes.remove(i).1)
+    }
+
+    /// Whether the operation `token` is still in flight.
+    pub fn in_flight(&self, token: Token) -> bool {
+        self.pending.iter().any(|p| p.id == token.0)
+            || self.subs.iter().any(|s| s.id == Some(token.0))
+            || self.unsubs.iter().any(|(id, _)| *id == token.0)
+    }
+
+    /// The next event for the application: status changes first, then a received message copied into
+    /// `buf` (topic then payload). Taking a QoS 1 message queues its acknowledgement to the bridge. A message that
+    /// does not fit `buf` is dropped (for QoS 0) or left waiting (for QoS 1, so nothing acknowledged is lost);
+    /// give a buffer of at least topic + payload limits.
+    pub fn take_event<'b>(&mut self, buf: &'b mut [u8]) -> Option<Event<'b>> {
+        if let Some(s) = self.statuses.pop_front() {
+            return Some(Event::Status(s));
+        }
+        let bytes = self.port.received()?;
+        let Ok(BridgeEvent::Message {
+            id,
+            topic,
+            payload,
+            qos,
+            retain,
+            dup,
+        }) = BridgeEvent::decode(bytes)
+        else {
+            return None;
+        };
+        let (tl, pl) = (topic.len(), payload.len());
+        if tl + pl > buf.len() || (qos == QoS::AtLeastOnce && self.acks.is_full()) {
+            if qos == QoS::AtMostOnce {
+                self.port.release();
+            }
+            return None;
+        }
+        buf[..tl].copy_from_slice(topic.as_bytes());
+        buf[tl..tl + pl].copy_from_slice(payload);
+        if qos == QoS::AtLeastOnce {
+            let _ = self.acks.push(id);
+        }
+        self.port.release();
+        self.stats.delivered += 1;
+        self.flush();
+        let (t, p) = buf.split_at(tl);
+        let topic = core::str::from_utf8(t).ok()?;
+        Some(Event::Message(Message {
+            topic,
+            payload: &p[..pl],
+            qos,
+            retain,
+            dup,
+        }))
+    }
+
+    /// Whether [`Core::take_event`] has something.
+    pub fn has_event(&self) -> bool {
+        !self.statuses.is_empty() || self.message_waiting()
+    }
+
+    fn message_waiting(&self) -> bool {
+        self.port
+            .received()
+            .is_some_and(|b| matches!(BridgeEvent::decode(b), Ok(BridgeEvent::Message { .. })))
+    }
+}

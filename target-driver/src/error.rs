@@ -1,0 +1,113 @@
+//! The application's errors.
+
+use protocol::ErrorKind;
+
+/// Why a topic or filter is refused before anything is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TopicError {
+    /// Empty.
+    Empty,
+    /// Longer than the driver's topic buffer.
+    TooLong,
+    /// `+` or `#` in a publish topic.
+    WildcardInTopic,
+    /// `+` or `#` not alone in its level, or `#` not last, in a filter.
+    BadWildcard,
+    /// A NUL character (forbidden by MQTT).
+    Nul,
+}
+
+/// Why an operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Error {
+    /// The topic or filter is invalid (nothing was sent).
+    Topic(TopicError),
+    /// The payload is longer than the driver's payload buffer (nothing was sent).
+    PayloadTooLong,
+    /// QoS 2 or an unknown QoS (nothing was sent).
+    UnsupportedQoS,
+    /// No room: every slot for publications in flight (or subscriptions) is taken, or the bridge said its queue is
+    /// full. Async calls wait instead; the blocking client returns this so the caller can retry (would-block).
+    WouldBlock,
+    /// The bridge refused the operation.
+    Refused(ErrorKind),
+    /// The broker refused the subscription.
+    SubscriptionFailed,
+}
+
+impl core::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            TopicError::Empty => "empty topic",
+            TopicError::TooLong => "topic longer than the topic buffer",
+            TopicError::WildcardInTopic => "wildcard in a publish topic",
+            TopicError::BadWildcard => "misplaced wildcard in a filter",
+            TopicError::Nul => "NUL character in a topic",
+        })
+    }
+}
+
+impl core::error::Error for TopicError {}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Topic(e) => write!(f, "invalid topic: {e}"),
+            Error::PayloadTooLong => f.write_str("payload longer than the payload buffer"),
+            Error::UnsupportedQoS => f.write_str("only QoS 0 and 1 are supported"),
+            Error::WouldBlock => f.write_str("no room now; retry later"),
+            Error::Refused(kind) => write!(f, "the bridge refused: {kind:?}"),
+            Error::SubscriptionFailed => f.write_str("the broker refused the subscription"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<TopicError> for Error {
+    fn from(e: TopicError) -> Self {
+        Error::Topic(e)
+    }
+}
+
+/// Checks a publish topic: not empty, at most `max` bytes, no wildcard, no NUL.
+pub fn check_topic(topic: &str, max: usize) -> Result<(), TopicError> {
+    check_common(topic, max)?;
+    if topic.contains(['+', '#']) {
+        return Err(TopicError::WildcardInTopic);
+    }
+    Ok(())
+}
+
+/// Checks a subscription filter: as a topic, but `+` may fill a level and `#` may end the filter.
+pub fn check_filter(filter: &str, max: usize) -> Result<(), TopicError> {
+    check_common(filter, max)?;
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let last = levels.peek().is_none();
+        match level {
+            "+" => {}
+            "#" if last => {}
+            l if l.contains(['+', '#']) => return Err(TopicError::BadWildcard),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_common(s: &str, max: usize) -> Result<(), TopicError> {
+    if s.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if s.len() > max {
+        return Err(TopicError::TooLong);
+    }
+    if s.contains('\0') {
+        return Err(TopicError::Nul);
+    }
+    Ok(())
+}
