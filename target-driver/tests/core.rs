@@ -1,0 +1,307 @@
+//! The driver's core, state by event, in virtual time: frames are put into and taken out of its port by hand.
+
+use embassy_time::{Duration, Instant};
+use protocol::link::LinkIo;
+use protocol::{ErrorKind, Event as BridgeEvent, FrameDecoder, Limits, Request, Status as BStatus, PROTOCOL_VERSION};
+use target_driver::{Config, Core, Error, Event, Outcome, QoS, ResetReason, Status};
+
+type C = Core<'static>;
+
+fn config() -> Config<'static> {
+    Config::new("ssid", "pw", "broker", 1883, "id")
+}
+
+fn at(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+/// Feeds one bridge event into the core as the link would deliver it.
+fn deliver(core: &mut C, ev: &BridgeEvent<'_>, now: Instant) {
+    let mut buf = [0u8; 600];
+    let n = protocol::encode(ev, &mut buf).expect("encode");
+    for &b in &buf[..n] {
+        assert!(core.port().rx(b), "port refused a byte");
+    }
+    core.handle_frame(now);
+}
+
+/// Everything the core has queued for the bridge, decoded to a short text each.
+fn sent(core: &mut C) -> Vec<String> {
+    let mut dec: FrameDecoder<600> = FrameDecoder::new();
+    let mut out = Vec::new();
+    while let Some(b) = core.port().tx_next() {
+        if let protocol::Feed::Frame { message, .. } = dec.feed(&[b]) {
+            out.push(match Request::decode(message).expect("request") {
+                Request::Configure(_) => "configure".to_string(),
+                Request::Publish { id, topic, .. } => format!("publish {id} {topic}"),
+                Request::Subscribe { filter, .. } => format!("subscribe {filter}"),
+                Request::Unsubscribe { filter, .. } => format!("unsubscribe {filter}"),
+                Request::Ack { id } => format!("ack {id}"),
+                Request::Ping { .. } => "ping".to_string(),
+                Request::TimeRequest => "time".to_string(),
+                Request::StatsRequest => "stats".to_string(),
+            });
+        }
+    }
+    out
+}
+
+fn ready(version: u16) -> BridgeEvent<'static> {
+    BridgeEvent::Ready {
+        version,
+        limits: Limits {
+            max_frame: 1400,
+            max_topic: 256,
+            max_payload: 1024,
+            window: 8,
+        },
+    }
+}
+
+fn statuses(core: &mut C) -> Vec<Status> {
+    let mut buf = [0u8; 256];
+    let mut out = Vec::new();
+    while let Some(Event::Status(s)) = core.take_event(&mut buf) {
+        out.push(s);
+    }
+    out
+}
+
+/// A core whose bridge came up at 200 ms and was configured.
+fn up() -> C {
+    let mut core = C::new(config(), at(0));
+    assert!(!core.rst_level(), "start-up must hold the bridge in reset");
+    core.handle_timeout(at(100));
+    assert!(core.rst_level());
+    assert!(core.take_link_reset());
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(200));
+    assert_eq!(sent(&mut core), ["configure"]);
+    statuses(&mut core);
+    core
+}
+
+#[test]
+fn start_up_pulses_reset_then_configures_on_ready() {
+    let mut core = up();
+    assert!(core.bridge_up());
+    assert_eq!(core.stats().resets, 1);
+    assert!(sent(&mut core).is_empty());
+}
+
+#[test]
+fn nothing_is_sent_before_the_bridge_is_ready() {
+    let mut core = C::new(config(), at(0));
+    let t = core.publish("a/b", b"x", QoS::AtLeastOnce, false).expect("accepted");
+    core.subscribe("c/#", QoS::AtMostOnce).expect("accepted");
+    assert!(sent(&mut core).is_empty());
+    core.handle_timeout(at(100));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(150));
+    assert_eq!(
+        sent(&mut core),
+        ["configure", "subscribe c/#", format!("publish {} a/b", t.0).as_str()]
+    );
+}
+
+#[test]
+fn qos1_publication_completes_only_on_its_puback() {
+    let mut core = up();
+    let t = core.publish("a/b", b"x", QoS::AtLeastOnce, false).expect("accepted");
+    assert_eq!(sent(&mut core), [format!("publish {} a/b", t.0)]);
+    assert_eq!(core.outcome(t), None);
+    deliver(
+        &mut core,
+        &BridgeEvent::PubAck {
+            id: t.0.wrapping_add(7),
+        },
+        at(300),
+    );
+    assert_eq!(core.outcome(t), None, "another id's ack completed it");
+    deliver(&mut core, &BridgeEvent::PubAck { id: t.0 }, at(310));
+    assert_eq!(core.outcome(t), Some(Ok(Outcome::Published)));
+}
+
+#[test]
+fn bridge_reset_resends_unacked_qos1_and_replays_subscriptions_but_not_qos0() {
+    let mut core = up();
+    core.subscribe("cmd/+", QoS::AtLeastOnce).expect("sub");
+    let t1 = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p1");
+    let t2 = core.publish("b", b"2", QoS::AtLeastOnce, false).expect("p2");
+    let t0 = core.publish("c", b"0", QoS::AtMostOnce, false).expect("p0");
+    assert_eq!(sent(&mut core).len(), 4);
+    assert_eq!(core.outcome(t0), Some(Ok(Outcome::Published)));
+    deliver(&mut core, &BridgeEvent::PubAck { id: t1.0 }, at(300));
+    // The bridge goes silent: watchdog ping at 300 + 2000, no answer within 1 s: reset.
+    core.handle_timeout(at(2300));
+    assert_eq!(sent(&mut core), ["ping"]);
+    core.handle_timeout(at(3300));
+    assert!(!core.rst_level());
+    assert!(statuses(&mut core).contains(&Status::BridgeReset(ResetReason::Unresponsive)));
+    core.handle_timeout(at(3400));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(3500));
+    assert_eq!(
+        sent(&mut core),
+        ["configure", "subscribe cmd/+", format!("publish {} b", t2.0).as_str()]
+    );
+    assert_eq!(core.stats().resent, 1);
+    assert_eq!(core.outcome(t2), None);
+}
+
+#[test]
+fn any_frame_answers_the_watchdog() {
+    let mut core = up();
+    core.handle_timeout(at(2200));
+    assert_eq!(sent(&mut core), ["ping"]);
+    deliver(&mut core, &BridgeEvent::Status(BStatus::WifiUp), at(2500));
+    core.handle_timeout(at(3300));
+    assert!(core.rst_level(), "reset although the bridge answered");
+}
+
+#[test]
+fn a_bridge_restarting_by_itself_is_restored() {
+    let mut core = up();
+    let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
+    sent(&mut core);
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
+    assert!(statuses(&mut core).contains(&Status::BridgeReset(ResetReason::Restarted)));
+    assert_eq!(sent(&mut core), ["configure".to_string(), format!("publish {} a", t.0)]);
+}
+
+#[test]
+fn another_protocol_version_is_refused_and_retried_with_backoff() {
+    let mut core = C::new(config(), at(0));
+    core.handle_timeout(at(100));
+    deliver(&mut core, &ready(PROTOCOL_VERSION + 1), at(150));
+    assert!(statuses(&mut core).contains(&Status::VersionMismatch {
+        bridge: PROTOCOL_VERSION + 1
+    }));
+    assert!(sent(&mut core).is_empty(), "configured a bridge of another version");
+    let first_retry = core.poll_at();
+    assert!(first_retry > at(150 + 250), "no pause before the retry");
+    // The pauses double.
+    core.handle_timeout(first_retry);
+    core.handle_timeout(core.poll_at()); // end of the reset pulse
+    let t = core.poll_at(); // ready deadline
+    core.handle_timeout(t);
+    assert!(core.poll_at() - t > first_retry - at(150));
+}
+
+#[test]
+fn queue_full_holds_publications_until_the_bridge_has_room() {
+    let mut core = up();
+    let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
+    sent(&mut core);
+    deliver(
+        &mut core,
+        &BridgeEvent::Error {
+            id: t.0,
+            kind: ErrorKind::QueueFull,
+        },
+        at(300),
+    );
+    assert_eq!(core.publish("b", b"2", QoS::AtLeastOnce, false), Err(Error::WouldBlock));
+    assert!(sent(&mut core).is_empty());
+    deliver(
+        &mut core,
+        &BridgeEvent::Status(BStatus::Backpressure { full: false }),
+        at(400),
+    );
+    assert_eq!(sent(&mut core), [format!("publish {} a", t.0)]);
+    assert_eq!(core.outcome(t), None, "a refused-for-room publication must not fail");
+}
+
+#[test]
+fn other_refusals_fail_the_publication_with_the_reason() {
+    let mut core = up();
+    let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
+    deliver(
+        &mut core,
+        &BridgeEvent::Error {
+            id: t.0,
+            kind: ErrorKind::TooLong,
+        },
+        at(300),
+    );
+    assert_eq!(core.outcome(t), Some(Err(Error::Refused(ErrorKind::TooLong))));
+}
+
+#[test]
+fn full_publication_table_gives_would_block() {
+    let mut core = up();
+    for i in 0..target_driver::DEFAULT_PUBS {
+        core.publish("a", &[i as u8], QoS::AtLeastOnce, false).expect("room");
+    }
+    assert_eq!(core.publish("a", b"x", QoS::AtLeastOnce, false), Err(Error::WouldBlock));
+}
+
+#[test]
+fn incoming_qos1_message_is_acked_only_when_taken_and_a_too_small_buffer_keeps_it() {
+    let mut core = up();
+    let msg = BridgeEvent::Message {
+        id: 42,
+        topic: "s/t",
+        payload: &[0, 255, 7],
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        dup: false,
+    };
+    deliver(&mut core, &msg, at(300));
+    assert!(sent(&mut core).is_empty(), "acked before the application took it");
+    let mut small = [0u8; 4];
+    assert_eq!(core.take_event(&mut small), None);
+    assert!(core.has_event(), "a QoS 1 message was dropped for a small buffer");
+    let mut buf = [0u8; 64];
+    match core.take_event(&mut buf) {
+        Some(Event::Message(m)) => {
+            assert_eq!(
+                (m.topic, m.payload, m.qos, m.retain),
+                ("s/t", &[0u8, 255, 7][..], QoS::AtLeastOnce, true)
+            )
+        }
+        other => panic!("expected the message, got {other:?}"),
+    }
+    assert_eq!(sent(&mut core), ["ack 42"]);
+}
+
+#[test]
+fn subscription_results_and_failures_reach_the_caller() {
+    let mut core = up();
+    let ok = core.subscribe("a/#", QoS::AtLeastOnce).expect("s1");
+    let bad = core.subscribe("b/#", QoS::AtLeastOnce).expect("s2");
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: ok.0,
+            result: protocol::SubResult::Granted(QoS::AtMostOnce),
+        },
+        at(300),
+    );
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: bad.0,
+            result: protocol::SubResult::Failure,
+        },
+        at(300),
+    );
+    assert_eq!(core.outcome(ok), Some(Ok(Outcome::Subscribed(QoS::AtMostOnce))));
+    assert_eq!(core.outcome(bad), Some(Err(Error::SubscriptionFailed)));
+}
+
+#[test]
+fn a_dead_bridge_is_retried_with_doubling_pauses_up_to_the_cap() {
+    let mut core = C::new(config(), at(0));
+    let mut now = at(0);
+    let mut resets = Vec::new();
+    for _ in 0..40 {
+        now = core.poll_at();
+        core.handle_timeout(now);
+        if !core.rst_level() {
+            resets.push(now);
+        }
+    }
+    let gaps: Vec<Duration> = resets.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0]), "pauses shrink: {gaps:?}");
+    assert!(gaps.last().expect("several resets") <= &(Duration::from_secs(60) + Duration::from_secs(6)));
+    assert!(gaps.last().expect("several resets") >= &Duration::from_secs(60));
+    let _ = now;
+}
