@@ -42,7 +42,7 @@ fn wait_connected(c: &HostClient) -> Duration {
 }
 
 /// Publishes `n` messages through our host runner and waits for all `Published` events.
-fn ours(addr: std::net::SocketAddr, n: u32, qos: QoS, id: &str) -> Duration {
+fn ours(addr: std::net::SocketAddr, n: u32, qos: QoS, id: &str, topic: &str) -> Duration {
     let mut o = Options::new(id);
     o.max_in_flight = WINDOW;
     o.clean_session = true;
@@ -52,7 +52,7 @@ fn ours(addr: std::net::SocketAddr, n: u32, qos: QoS, id: &str) -> Duration {
     let (mut sent, mut done) = (0u32, 0u32);
     while done < n {
         while sent < n {
-            match c.publish(sent, "bench/ours", &payload, qos, false) {
+            match c.publish(sent, topic, &payload, qos, false) {
                 Ok(()) => sent += 1,
                 Err(PublishError::QueueFull) => break,
                 Err(e) => panic!("{e}"),
@@ -192,13 +192,19 @@ fn main() {
     let broker = Broker::start();
     let n = 20_000;
     // Warm up the broker and both clients once.
-    ours(broker.addr(), 1_000, QoS::AtLeastOnce, "warm-ours");
+    ours(broker.addr(), 1_000, QoS::AtLeastOnce, "warm-ours", "bench/ours");
     rumqttc_qos1(broker.port, 1_000);
 
     let mut ours_q1 = vec![];
     let mut theirs_q1 = vec![];
     for round in 0..3 {
-        ours_q1.push(ours(broker.addr(), n, QoS::AtLeastOnce, &format!("bench-ours-{round}")));
+        ours_q1.push(ours(
+            broker.addr(),
+            n,
+            QoS::AtLeastOnce,
+            &format!("bench-ours-{round}"),
+            "bench/ours",
+        ));
         theirs_q1.push(rumqttc_qos1(broker.port, n));
     }
     let (o1, t1) = (median(ours_q1), median(theirs_q1));
@@ -207,14 +213,33 @@ fn main() {
     println!("  rumqttc 0.25:               {:>9.0} msg/s", rate(n, t1));
     println!("  ratio ours / rumqttc:       {:>9.2}", rate(n, o1) / rate(n, t1));
 
-    let q0 = median(
-        (0..3)
-            .map(|r| ours(broker.addr(), n, QoS::AtMostOnce, &format!("bench-q0-{r}")))
-            .collect(),
-    );
+    // QoS 0 with a subscriber on the same broker, to show how much of a burst actually gets through.
+    let mut so = Options::new("bench-q0-sub");
+    so.clean_session = true;
+    let sub = spawn(&so, broker.addr());
+    sub.subscribe(1, &[("bench/q0", QoS::AtMostOnce)]).expect("subscribe");
+    let mut q0 = vec![];
+    let mut delivered = vec![];
+    for r in 0..3 {
+        q0.push(ours(
+            broker.addr(),
+            n,
+            QoS::AtMostOnce,
+            &format!("bench-q0-{r}"),
+            "bench/q0",
+        ));
+        let mut got = 0;
+        while let Some(e) = sub.next_event(Duration::from_millis(500)) {
+            if matches!(e, OwnedEvent::Message(_)) {
+                got += 1;
+            }
+        }
+        delivered.push(got);
+    }
     println!(
-        "QoS 0, {n} x {PAYLOAD} B written to the socket, median of 3: {:.0} msg/s",
-        rate(n, q0)
+        "QoS 0, {n} x {PAYLOAD} B written to the socket, median of 3: {:.0} msg/s; delivered to a QoS 0 subscriber \
+         per run: {delivered:?}",
+        rate(n, median(q0))
     );
 
     let restarts = restart_recovery(5, 100);

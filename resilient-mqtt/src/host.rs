@@ -1,13 +1,15 @@
 //! Host runner (feature `std`): one driver thread per client over `std::net::TcpStream`.
 //!
-//! [`HostClient`] is a handle: its methods send commands to the driver thread, which owns the [`Client`], opens
-//! connections through the caller's connector, reconnects, and sends [`OwnedEvent`]s back on a channel. A reader
-//! thread per connection feeds received bytes to the driver.
+//! [`HostClient`] is a handle on a [`Client`] shared (behind a mutex) with a driver thread. The handle's methods
+//! call the session directly, so their errors (such as [`PublishError::QueueFull`]) come back at once, and wake
+//! the driver. The driver opens connections through the caller's connector, reconnects, writes what the session
+//! has to send, and sends [`OwnedEvent`]s back on a channel. A reader thread per connection feeds it received bytes.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
 
@@ -101,41 +103,34 @@ pub fn tcp_connector(addr: SocketAddr, timeout: StdDuration) -> Connector {
     Box::new(move || TcpStream::connect_timeout(&addr, timeout))
 }
 
-enum Command {
-    Publish {
-        token: u32,
-        topic: String,
-        payload: Vec<u8>,
-        qos: QoS,
-        retain: bool,
-        reply: SyncSender<Result<(), PublishError>>,
-    },
-    Subscribe {
-        token: u32,
-        filters: Vec<(String, QoS)>,
-        reply: SyncSender<Result<(), RequestError>>,
-    },
-    Unsubscribe {
-        token: u32,
-        filters: Vec<String>,
-        reply: SyncSender<Result<(), RequestError>>,
-    },
-    Ack {
-        packet_id: u16,
-        reply: SyncSender<Result<(), AckError>>,
-    },
-    Disconnect,
-    Reconnect,
+enum Input {
+    /// The application changed the session: flush it.
+    Wake,
+    Bytes(u64, Vec<u8>),
+    Closed(u64),
     Stop,
 }
 
-enum Input {
-    Command(Command),
-    Bytes(u64, Vec<u8>),
-    Closed(u64),
+/// What the handle and the driver share.
+struct Shared {
+    session: Mutex<HostSession>,
+    wake_pending: AtomicBool,
+    origin: std::time::Instant,
 }
 
-/// What the driver last reported about its session.
+impl Shared {
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HostSession> {
+        // A panic while holding the lock cannot leave the session half-updated in a way that matters more than
+        // stopping; keep going with the data as it is.
+        self.session.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A snapshot of the session's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The session's counters.
@@ -149,30 +144,21 @@ pub struct Snapshot {
 /// A handle on a client driven by its own thread. Dropping it closes the connection abruptly (no DISCONNECT, so the
 /// broker publishes the will); call [`disconnect`](Self::disconnect) first for a clean end.
 pub struct HostClient {
+    shared: Arc<Shared>,
     inputs: Sender<Input>,
     events: Receiver<OwnedEvent>,
-    snapshot: Arc<Mutex<Snapshot>>,
     thread: Option<JoinHandle<()>>,
-}
-
-fn call<T>(inputs: &Sender<Input>, make: impl FnOnce(SyncSender<T>) -> Command, stopped: T) -> T {
-    let (tx, rx) = mpsc::sync_channel(1);
-    if inputs.send(Input::Command(make(tx))).is_err() {
-        return stopped;
-    }
-    rx.recv().unwrap_or(stopped)
 }
 
 impl HostClient {
     /// Starts a client that connects through `connector` (see [`tcp_connector`]).
     pub fn spawn(options: &Options<'_>, connector: Connector) -> Result<Self, ConfigError> {
-        // The session is large (its store and buffers are inline): build it on the driver thread's big stack.
         let (inputs, input_rx) = mpsc::channel();
         let (event_tx, events) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-        let (driver_inputs, driver_snapshot) = (inputs.clone(), snapshot.clone());
         let owned = OwnedOptions::from(options);
+        let driver_inputs = inputs.clone();
+        // The session is large (its store and buffers are inline): build it on the driver thread's big stack.
         let thread = std::thread::Builder::new()
             .name("resilient-mqtt".into())
             .stack_size(8 << 20)
@@ -184,84 +170,74 @@ impl HostClient {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(()));
+                let shared = Arc::new(Shared {
+                    session: Mutex::new(session),
+                    wake_pending: AtomicBool::new(false),
+                    origin: std::time::Instant::now(),
+                });
+                let _ = ready_tx.send(Ok(shared.clone()));
                 let driver = Driver {
-                    session,
+                    shared,
                     connector,
                     inputs: driver_inputs,
                     input_rx,
                     events: event_tx,
-                    snapshot: driver_snapshot,
                     stream: None,
                     generation: 0,
-                    origin: std::time::Instant::now(),
                 };
                 driver.run();
             })
             .map_err(|_| ConfigError::Invalid)?;
-        ready_rx.recv().map_err(|_| ConfigError::Invalid)??;
+        let shared = ready_rx.recv().map_err(|_| ConfigError::Invalid)??;
         Ok(Self {
+            shared,
             inputs,
             events,
-            snapshot,
             thread: Some(thread),
         })
     }
 
-    /// See [`Client::publish`]. Errors with [`PublishError::QueueFull`] also when the driver has stopped.
+    fn wake(&self) {
+        if !self.shared.wake_pending.swap(true, Ordering::AcqRel) {
+            let _ = self.inputs.send(Input::Wake);
+        }
+    }
+
+    fn with_session<T>(&self, f: impl FnOnce(&mut HostSession, Instant) -> T) -> T {
+        let now = self.shared.now();
+        let out = f(&mut self.shared.lock(), now);
+        self.wake();
+        out
+    }
+
+    /// See [`Client::publish`]; a full queue is [`PublishError::QueueFull`] at once (retry after a `Published`).
     pub fn publish(&self, token: u32, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<(), PublishError> {
-        let (topic, payload) = (topic.to_string(), payload.to_vec());
-        call(
-            &self.inputs,
-            |reply| Command::Publish {
-                token,
-                topic,
-                payload,
-                qos,
-                retain,
-                reply,
-            },
-            Err(PublishError::QueueFull),
-        )
+        self.with_session(|s, _| s.publish(token, topic, payload, qos, retain))
     }
 
     /// See [`Client::subscribe`].
     pub fn subscribe(&self, token: u32, filters: &[(&str, QoS)]) -> Result<(), RequestError> {
-        let filters = filters.iter().map(|(f, q)| (f.to_string(), *q)).collect();
-        call(
-            &self.inputs,
-            |reply| Command::Subscribe { token, filters, reply },
-            Err(RequestError::TooManyPending),
-        )
+        self.with_session(|s, _| s.subscribe(token, filters))
     }
 
     /// See [`Client::unsubscribe`].
     pub fn unsubscribe(&self, token: u32, filters: &[&str]) -> Result<(), RequestError> {
-        let filters = filters.iter().map(|f| f.to_string()).collect();
-        call(
-            &self.inputs,
-            |reply| Command::Unsubscribe { token, filters, reply },
-            Err(RequestError::TooManyPending),
-        )
+        self.with_session(|s, _| s.unsubscribe(token, filters))
     }
 
     /// See [`Client::ack`].
     pub fn ack(&self, packet_id: u16) -> Result<(), AckError> {
-        call(
-            &self.inputs,
-            |reply| Command::Ack { packet_id, reply },
-            Err(AckError::QueueFull),
-        )
+        self.with_session(|s, _| s.ack(packet_id))
     }
 
     /// Ends the connection cleanly (DISCONNECT) and stops reconnecting until [`reconnect`](Self::reconnect).
     pub fn disconnect(&self) {
-        let _ = self.inputs.send(Input::Command(Command::Disconnect));
+        self.with_session(|s, now| s.disconnect(now));
     }
 
     /// Connects again now.
     pub fn reconnect(&self) {
-        let _ = self.inputs.send(Input::Command(Command::Reconnect));
+        self.with_session(|s, now| s.reconnect(now));
     }
 
     /// The event channel.
@@ -274,15 +250,20 @@ impl HostClient {
         self.events.recv_timeout(timeout).ok()
     }
 
-    /// The driver's last report.
+    /// The session's state now.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.lock().map(|s| *s).unwrap_or_default()
+        let s = self.shared.lock();
+        Snapshot {
+            stats: s.stats(),
+            queued: s.queued(),
+            connected: s.is_connected(),
+        }
     }
 }
 
 impl Drop for HostClient {
     fn drop(&mut self) {
-        let _ = self.inputs.send(Input::Command(Command::Stop));
+        let _ = self.inputs.send(Input::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -351,77 +332,67 @@ impl OwnedOptions {
 }
 
 struct Driver {
-    session: HostSession,
+    shared: Arc<Shared>,
     connector: Connector,
     inputs: Sender<Input>,
     input_rx: Receiver<Input>,
     events: Sender<OwnedEvent>,
-    snapshot: Arc<Mutex<Snapshot>>,
     stream: Option<TcpStream>,
     generation: u64,
-    origin: std::time::Instant,
 }
 
 impl Driver {
-    fn now(&self) -> Instant {
-        Instant::from_millis(self.origin.elapsed().as_millis() as u64)
-    }
-
     fn run(mut self) {
         loop {
-            let now = self.now();
-            if self.session.wants_link(now) {
-                self.open(now);
+            let now = self.shared.now();
+            if self.shared.lock().wants_link(now) {
+                self.open();
             }
             self.flush();
-            if let Ok(mut s) = self.snapshot.lock() {
-                *s = Snapshot {
-                    stats: self.session.stats(),
-                    queued: self.session.queued(),
-                    connected: self.session.is_connected(),
-                };
-            }
-            let now = self.now();
-            let wait = self
-                .session
-                .poll_at()
-                .map_or(1_000, |at| at.as_millis().saturating_sub(now.as_millis()));
+            let now = self.shared.now();
+            let poll_at = self.shared.lock().poll_at();
+            let wait = poll_at.map_or(1_000, |at| at.as_millis().saturating_sub(now.as_millis()));
             match self.input_rx.recv_timeout(StdDuration::from_millis(wait.min(1_000))) {
-                Ok(Input::Command(Command::Stop)) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(Input::Command(c)) => self.command(c),
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(Input::Wake) => self.shared.wake_pending.store(false, Ordering::Release),
                 Ok(Input::Bytes(generation, bytes)) if generation == self.generation => self.received(&bytes),
                 Ok(Input::Closed(generation)) if generation == self.generation => {
-                    self.session.handle_link_down(self.now())
+                    let now = self.shared.now();
+                    self.shared.lock().handle_link_down(now)
                 }
                 Ok(_) => {} // from an earlier connection
-                Err(RecvTimeoutError::Timeout) => self.session.handle_timeout(self.now()),
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = self.shared.now();
+                    self.shared.lock().handle_timeout(now)
+                }
             }
         }
         self.close();
     }
 
-    fn open(&mut self, now: Instant) {
-        match (self.connector)() {
-            Ok(stream) => {
-                let _ = stream.set_nodelay(true);
-                let _ = stream.set_write_timeout(Some(StdDuration::from_secs(5)));
-                let reader = match stream.try_clone() {
-                    Ok(r) => r,
-                    Err(_) => return self.session.handle_link_failed(now),
-                };
-                self.generation += 1;
-                let (generation, inputs) = (self.generation, self.inputs.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("resilient-mqtt-rx".into())
-                    .spawn(move || read_loop(reader, generation, inputs));
-                if spawned.is_err() {
-                    return self.session.handle_link_failed(now);
-                }
-                self.stream = Some(stream);
-                self.session.handle_link_up(now);
-            }
-            Err(_) => self.session.handle_link_failed(now),
+    fn open(&mut self) {
+        // Connecting may take a while: the session stays unlocked meanwhile.
+        let opened = (self.connector)().and_then(|stream| {
+            stream.set_nodelay(true)?;
+            stream.set_write_timeout(Some(StdDuration::from_secs(5)))?;
+            let reader = stream.try_clone()?;
+            Ok((stream, reader))
+        });
+        let now = self.shared.now();
+        let (stream, reader) = match opened {
+            Ok(pair) => pair,
+            Err(_) => return self.shared.lock().handle_link_failed(now),
+        };
+        self.generation += 1;
+        let (generation, inputs) = (self.generation, self.inputs.clone());
+        let spawned = std::thread::Builder::new()
+            .name("resilient-mqtt-rx".into())
+            .spawn(move || read_loop(reader, generation, inputs));
+        if spawned.is_err() {
+            return self.shared.lock().handle_link_failed(now);
         }
+        self.stream = Some(stream);
+        self.shared.lock().handle_link_up(now);
     }
 
     fn close(&mut self) {
@@ -432,74 +403,51 @@ impl Driver {
 
     fn received(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let n = self.session.handle_bytes(bytes, self.now());
+            let now = self.shared.now();
+            let n = self.shared.lock().handle_bytes(bytes, now);
             bytes = &bytes[n..];
             self.flush();
         }
     }
 
-    /// Hands out every event and writes every due packet; closes the stream when the session dropped the link.
+    /// Hands out every event and writes every due packet (outside the lock); closes the stream when the session
+    /// dropped the link.
     fn flush(&mut self) {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 8192];
         loop {
-            let now = self.now();
-            let mut progressed = false;
-            while let Some(event) = self.session.poll_event(now) {
-                progressed = true;
-                let _ = self.events.send(event.into());
-            }
-            while let Some(n) = self.session.poll_transmit(now, &mut buf) {
-                progressed = true;
-                out.extend_from_slice(&buf[..n]);
-            }
-            if !out.is_empty() {
+            let now = self.shared.now();
+            let link_up = {
+                let mut session = self.shared.lock();
+                while let Some(event) = session.poll_event(now) {
+                    let _ = self.events.send(event.into());
+                }
+                while let Some(n) = session.poll_transmit(now, &mut buf) {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.len() >= 64 * 1024 {
+                        break;
+                    }
+                }
+                session.is_link_up()
+            };
+            let wrote = !out.is_empty();
+            if wrote {
                 let written = match self.stream.as_mut() {
                     Some(s) => s.write_all(&out),
                     None => Ok(()),
                 };
                 out.clear();
                 if written.is_err() {
-                    self.session.handle_link_down(now);
-                    progressed = true;
+                    self.shared.lock().handle_link_down(self.shared.now());
                 }
             }
-            if !progressed {
+            // After the write: a DISCONNECT is the last packet of its link.
+            if !link_up {
+                self.close();
+            }
+            if !wrote {
                 break;
             }
-        }
-        if !self.session.is_link_up() {
-            self.close();
-        }
-    }
-
-    fn command(&mut self, c: Command) {
-        let now = self.now();
-        match c {
-            Command::Publish {
-                token,
-                topic,
-                payload,
-                qos,
-                retain,
-                reply,
-            } => {
-                let _ = reply.send(self.session.publish(token, &topic, &payload, qos, retain));
-            }
-            Command::Subscribe { token, filters, reply } => {
-                let list: Vec<(&str, QoS)> = filters.iter().map(|(f, q)| (f.as_str(), *q)).collect();
-                let _ = reply.send(self.session.subscribe(token, &list));
-            }
-            Command::Unsubscribe { token, filters, reply } => {
-                let list: Vec<&str> = filters.iter().map(String::as_str).collect();
-                let _ = reply.send(self.session.unsubscribe(token, &list));
-            }
-            Command::Ack { packet_id, reply } => {
-                let _ = reply.send(self.session.ack(packet_id));
-            }
-            Command::Disconnect => self.session.disconnect(now),
-            Command::Reconnect => self.session.reconnect(now),
-            Command::Stop => {}
         }
     }
 }

@@ -649,3 +649,38 @@ fn one(sent: Vec<Sent>) -> Sent {
     assert_eq!(sent.len(), 1, "{sent:?}");
     sent.into_iter().next().unwrap()
 }
+
+#[test]
+fn qos0_burst_beyond_the_event_queue_loses_no_published_event() {
+    let mut h = Harness::new(&options("dev"));
+    h.connect(false);
+    let mut accepted = 0;
+    let mut buf = [0u8; 256];
+    let mut sent = 0;
+    for _ in 0..4 {
+        while h.client.publish(accepted, "t", b"x", QoS::AtMostOnce, false).is_ok() {
+            accepted += 1;
+        }
+        // A runner that transmits everything before it looks at events.
+        while h.client.poll_transmit(h.now(), &mut buf).is_some() {
+            sent += 1;
+        }
+    }
+    let mut published = 0;
+    loop {
+        while h.client.poll_event(h.now()).is_some() {
+            published += 1;
+        }
+        let mut progressed = false;
+        while h.client.poll_transmit(h.now(), &mut buf).is_some() {
+            sent += 1;
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
+    assert!(accepted > 8);
+    assert_eq!((published, sent), (accepted, accepted));
+    assert_eq!(h.client.stats().events_dropped, 0);
+}

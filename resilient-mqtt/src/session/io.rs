@@ -285,7 +285,8 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
         }
         if let Some(i) = first {
             let qos0 = self.store.entry(i).is_some_and(|e| e.qos == QoS::AtMostOnce);
-            if qos0 || window_open {
+            // A QoS 0 publication is reported when written: wait for room for its event (poll events first).
+            if (qos0 && !self.events.is_full()) || (!qos0 && window_open) {
                 return self.transmit_publication(i, now, buf);
             }
         }
