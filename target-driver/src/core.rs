@@ -371,6 +371,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     fn reset_bridge(&mut self, reason: ResetReason, now: Instant) {
+        warn!("resetting the bridge: {:?}", reason);
         self.stats.resets += 1;
         self.phase = Phase::Reset {
             until: now + self.config.reset_pulse,
@@ -391,6 +392,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     fn fail(&mut self, reason: ResetReason, now: Instant) {
+        warn!("bridge attempt {} failed: {:?}", self.attempts + 1, reason);
         self.attempts += 1;
         let shift = self.attempts.min(16);
         let pause = Duration::from_millis(250 << shift).min(self.config.max_reset_backoff);
@@ -458,6 +460,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                     self.reset_state_for_restore();
                     self.status(Status::BridgeReset(ResetReason::Restarted));
                 }
+                info!("bridge ready");
                 self.phase = Phase::Up;
                 self.attempts = 0;
                 self.configured = false;

@@ -2,6 +2,10 @@
 #![no_std]
 #![warn(missing_docs)]
 
+// Declared first: its macros are visible in the modules below.
+#[macro_use]
+mod fmt;
+
 pub mod asynch;
 pub mod blocking;
 mod config;
