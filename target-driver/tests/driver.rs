@@ -17,11 +17,12 @@ use target_driver::{Client, Config, Error, Event, Pins, QoS, ResetReason, Resour
 type C<'a> = Client<'a, 'static, NoopRawMutex>;
 
 fn config() -> Config<'static> {
+    // Timeouts well above what a loaded 2-core machine running many test threads may stall a thread for.
     let mut c = Config::new("ssid", "secret", "127.0.0.1", 1883, "target-1");
-    c.watchdog = Duration::from_millis(300);
-    c.ping_timeout = Duration::from_millis(300);
+    c.watchdog = Duration::from_millis(1000);
+    c.ping_timeout = Duration::from_millis(1000);
     c.reset_pulse = Duration::from_millis(20);
-    c.ready_timeout = Duration::from_millis(300);
+    c.ready_timeout = Duration::from_millis(2000);
     c.max_reset_backoff = Duration::from_secs(2);
     c
 }
@@ -37,7 +38,16 @@ fn drive<R>(wires: &Arc<Wires>, config: Config<'static>, app: impl AsyncFnOnce(C
         b_dat,
         rst,
     };
-    let (client, runner) = target_driver::new(pins, config, Timing::default(), &mut res).expect("pins");
+    let (client, runner) = target_driver::new(
+        pins,
+        config,
+        Timing {
+            timeout_us: 1_000_000,
+            ..Timing::default()
+        },
+        &mut res,
+    )
+    .expect("pins");
     block_on(async {
         let app = async {
             match select(app(client), Timer::after(Duration::from_secs(30))).await {
@@ -230,7 +240,9 @@ fn a_bridge_that_hangs_mid_publication_is_reset_and_every_unacked_publication_is
 fn a_dead_bridge_gives_status_events_and_backs_off() {
     let wires = Wires::new();
     let start = StdInstant::now();
-    let seen = drive(&wires, config(), async |c| {
+    let mut cfg = config();
+    cfg.ready_timeout = Duration::from_millis(300);
+    let seen = drive(&wires, cfg, async |c| {
         let mut seen = Vec::new();
         let mut buf = [0u8; 64];
         while let Either::First(Event::Status(s)) =
