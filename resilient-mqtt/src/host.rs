@@ -184,6 +184,7 @@ impl HostClient {
                     events: event_tx,
                     stream: None,
                     generation: 0,
+                    pending_rx: Vec::new(),
                 };
                 driver.run();
             })
@@ -339,6 +340,8 @@ struct Driver {
     events: Sender<OwnedEvent>,
     stream: Option<TcpStream>,
     generation: u64,
+    /// Received bytes the session had no room for yet (it holds reception back until the application acks).
+    pending_rx: Vec<u8>,
 }
 
 impl Driver {
@@ -354,7 +357,10 @@ impl Driver {
             let wait = poll_at.map_or(1_000, |at| at.as_millis().saturating_sub(now.as_millis()));
             match self.input_rx.recv_timeout(StdDuration::from_millis(wait.min(1_000))) {
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(Input::Wake) => self.shared.wake_pending.store(false, Ordering::Release),
+                Ok(Input::Wake) => {
+                    self.shared.wake_pending.store(false, Ordering::Release);
+                    self.feed();
+                }
                 Ok(Input::Bytes(generation, bytes)) if generation == self.generation => self.received(&bytes),
                 Ok(Input::Closed(generation)) if generation == self.generation => {
                     let now = self.shared.now();
@@ -396,17 +402,27 @@ impl Driver {
     }
 
     fn close(&mut self) {
+        self.pending_rx.clear();
         if let Some(s) = self.stream.take() {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
-    fn received(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
+    fn received(&mut self, bytes: &[u8]) {
+        self.pending_rx.extend_from_slice(bytes);
+        self.feed();
+    }
+
+    /// Hands pending received bytes to the session as far as it takes them.
+    fn feed(&mut self) {
+        while !self.pending_rx.is_empty() {
             let now = self.shared.now();
-            let n = self.shared.lock().handle_bytes(bytes, now);
-            bytes = &bytes[n..];
+            let n = self.shared.lock().handle_bytes(&self.pending_rx, now);
+            self.pending_rx.drain(..n);
             self.flush();
+            if n == 0 {
+                break; // retried when the application wakes the driver (an ack)
+            }
         }
     }
 
@@ -414,7 +430,7 @@ impl Driver {
     /// dropped the link.
     fn flush(&mut self) {
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
+        let mut buf = vec![0u8; self.shared.lock().max_packet_size().max(8192)];
         loop {
             let now = self.shared.now();
             let link_up = {

@@ -9,7 +9,7 @@
 
 use core::ops::ControlFlow;
 
-use embassy_futures::select::{select3, Either3};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::{with_timeout, Duration as EmbassyDuration, Timer};
 use embedded_io_async::{Read, Write};
 
@@ -56,22 +56,43 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Why [`run`] did not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum RunError {
+    /// `tx_buf` is shorter than [`Client::max_packet_size`].
+    TxBufferTooSmall,
+}
+
+impl core::fmt::Display for RunError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("transmit buffer shorter than max_packet_size")
+    }
+}
+
+impl core::error::Error for RunError {}
+
 /// Runs the session until the application returns `Break`: connects when the session wants a link, reconnects with
 /// its backoff, moves bytes, and sleeps until the next deadline, received bytes or the application.
 ///
-/// `tx_buf` must hold at least `Options::max_packet_size` bytes.
+/// `tx_buf` must hold at least [`Client::max_packet_size`] bytes, or nothing starts.
 pub async fn run<C, A, const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>(
     client: &mut Client<QUEUE, STORE, RX, SUBS>,
     connector: &mut C,
     app: &mut A,
     tx_buf: &mut [u8],
-) where
+) -> Result<(), RunError>
+where
     C: Connector,
     A: Application<QUEUE, STORE, RX, SUBS>,
 {
+    if tx_buf.len() < client.max_packet_size() {
+        return Err(RunError::TxBufferTooSmall);
+    }
     loop {
         if app.poll(client, now()).is_break() {
-            return;
+            return Ok(());
         }
         drain_events(client, app);
         if client.wants_link(now()) {
@@ -79,7 +100,7 @@ pub async fn run<C, A, const QUEUE: usize, const STORE: usize, const RX: usize, 
                 Ok(mut conn) => {
                     client.handle_link_up(now());
                     if serve(client, &mut conn, app, tx_buf).await.is_break() {
-                        return;
+                        return Ok(());
                     }
                 }
                 Err(_) => client.handle_link_failed(now()),
@@ -87,7 +108,7 @@ pub async fn run<C, A, const QUEUE: usize, const STORE: usize, const RX: usize, 
             continue;
         }
         let deadline = client.poll_at();
-        let _ = embassy_futures::select::select(sleep_until(deadline), app.wait()).await;
+        let _ = select(sleep_until(deadline), app.wait()).await;
     }
 }
 
@@ -144,7 +165,15 @@ where
         let deadline = client.poll_at();
         let woke = {
             let buf = client.receive_buffer();
-            select3(conn.read(buf), sleep_until(deadline), app.wait()).await
+            if buf.is_empty() {
+                // Full: the session holds reception back until the application acks. Do not read.
+                match select(sleep_until(deadline), app.wait()).await {
+                    Either::First(()) => Either3::Second(()),
+                    Either::Second(()) => Either3::Third(()),
+                }
+            } else {
+                select3(conn.read(buf), sleep_until(deadline), app.wait()).await
+            }
         };
         let t = now();
         match woke {

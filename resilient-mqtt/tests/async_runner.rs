@@ -156,6 +156,19 @@ fn wait_until(shared: &Arc<Mutex<Shared>>, what: &str, pred: impl Fn(&Shared) ->
 }
 
 #[test]
+fn async_runner_refuses_a_transmit_buffer_below_the_packet_size() {
+    let mut client: Client<32, 8192, 4096, 8> = Client::new(&Options::new("async-0")).unwrap();
+    let mut app = App {
+        shared: Default::default(),
+        stop: Default::default(),
+    };
+    let mut tx = [0u8; 100];
+    let addr = SocketAddr::from(([127, 0, 0, 1], 9));
+    let r = futures_executor::block_on(runner::run(&mut client, &mut StdConnector(addr), &mut app, &mut tx));
+    assert_eq!(r, Err(runner::RunError::TxBufferTooSmall));
+}
+
+#[test]
 fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue() {
     let mut broker = Broker::start(); // no persistence: the restarted broker has no session
     let shared = Arc::new(Mutex::new(Shared::default()));
@@ -168,7 +181,7 @@ fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue(
             stop: stop2,
         };
         let mut tx = [0u8; 4096];
-        futures_executor::block_on(runner::run(&mut client, &mut StdConnector(addr), &mut app, &mut tx));
+        futures_executor::block_on(runner::run(&mut client, &mut StdConnector(addr), &mut app, &mut tx))
     });
 
     wait_until(&shared, "connected", |s| s.connected == 1);
@@ -192,5 +205,5 @@ fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue(
         vec![DisconnectReason::TransportClosed]
     );
     stop.store(true, Ordering::SeqCst);
-    runner.join().unwrap();
+    assert_eq!(runner.join().unwrap(), Ok(()));
 }

@@ -453,3 +453,34 @@ fn added_delay_slows_qos1_down_but_loses_nothing() {
     );
     assert_eq!(collect(&sub, 0..10, BTreeSet::new(), WAIT), (0..10).collect());
 }
+
+#[test]
+fn unacknowledged_delivery_is_redelivered_after_a_reconnect_and_acked_one_is_not() {
+    let broker = Broker::start();
+    let proxy = FaultProxy::start(broker.addr());
+    let c = spawn(&Options::new("e2e-qos1"), proxy.addr());
+    connected(&c);
+    subscribe(&c, "e2e/#", QoS::AtLeastOnce);
+    mosquitto_pub(&broker, "e2e/a", "first", 1);
+    let first = messages(&c, 1, WAIT).remove(0);
+    assert!(!first.dup);
+    // The application has not taken it yet when the link dies.
+    proxy.reset();
+    let (again, _) = wait_for(&c, WAIT, |e| matches!(e, OwnedEvent::Message(_)));
+    let OwnedEvent::Message(again) = again else {
+        unreachable!()
+    };
+    assert_eq!(
+        (again.payload.as_slice(), again.dup),
+        (&b"first"[..], true),
+        "redelivered with DUP"
+    );
+    c.ack(again.packet_id.unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let the PUBACK reach the broker
+    proxy.reset();
+    connected(&c);
+    assert!(
+        messages(&c, 1, Duration::from_millis(700)).is_empty(),
+        "an acknowledged message came back"
+    );
+}

@@ -3,7 +3,7 @@
 mod support;
 
 use resilient_mqtt::codec::{ConnAck, ConnectReturnCode, Packet, Publish};
-use resilient_mqtt::{DisconnectReason, PublishError, QoS, RequestError, SubAckCode, Timer, Will};
+use resilient_mqtt::{AckError, DisconnectReason, PublishError, QoS, RequestError, SubAckCode, Timer, Will};
 use support::fake_broker::*;
 
 #[test]
@@ -639,10 +639,50 @@ fn acks_of_a_dead_connection_are_not_sent_on_the_next_one() {
     h.connect(false);
     h.deliver("t", b"x", QoS::AtLeastOnce, Some(8));
     h.link_down();
-    h.client.ack(8).unwrap();
     h.advance(1_000);
     h.connect(true);
+    assert_eq!(
+        h.client.ack(8),
+        Err(AckError::NotAwaited),
+        "delivered on the earlier connection"
+    );
+    h.pump();
     assert!(h.take_sent().is_empty());
+    // The broker redelivers it; that delivery is acked.
+    h.take_events();
+    h.feed(&Packet::Publish(Publish {
+        dup: true,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "t",
+        packet_id: Some(8),
+        payload: b"x",
+    }));
+    assert!(matches!(h.take_events().as_slice(), [Ev::Message { dup: true, .. }]));
+    h.client.ack(8).unwrap();
+    assert_eq!(h.client.ack(8), Err(AckError::NotAwaited), "acked twice");
+    h.pump();
+    assert_eq!(h.take_sent(), vec![Sent::PubAck(8)]);
+}
+
+#[test]
+fn unacknowledged_messages_hold_back_reception_at_the_limit() {
+    let mut h = Harness::new(&options("dev"));
+    h.connect(false);
+    let limit = resilient_mqtt::session::MAX_PENDING_ACKS as u16;
+    for id in 1..=limit + 2 {
+        h.deliver("t", &id.to_be_bytes(), QoS::AtLeastOnce, Some(id));
+    }
+    let n = h.take_events().len();
+    assert_eq!(
+        n,
+        usize::from(limit),
+        "the broker's extra messages wait in the receive buffer"
+    );
+    h.client.ack(1).unwrap();
+    h.pump();
+    assert_eq!(h.take_events().len(), 1);
+    assert!(h.client.is_connected());
 }
 
 fn one(sent: Vec<Sent>) -> Sent {

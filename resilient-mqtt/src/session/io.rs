@@ -77,6 +77,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
     /// The next event. Received packets are processed here, one at a time: call it until `None` after every input.
     ///
     /// A [`Event::Message`] borrows the receive buffer; it stays valid until the next call.
+    #[must_use]
     pub fn poll_event(&mut self, now: Instant) -> Option<Event<'_>> {
         self.consume_rx();
         self.handle_timeout(now);
@@ -84,7 +85,8 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
             if let Some(event) = self.events.pop_front() {
                 return Some(event);
             }
-            if !self.is_link_up() || self.acks.is_full() {
+            // Room for one more unacknowledged message, or read nothing more (flow control towards the broker).
+            if !self.is_link_up() || self.acks.len() + self.owed.len() >= MAX_PENDING_ACKS {
                 return None;
             }
             let (incoming, len) = match v311::decode(&self.rx[..self.rx_len], RX) {
@@ -169,8 +171,15 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
                     return None;
                 }
                 self.stats.messages += 1;
-                if let (true, Some(id)) = (self.auto_ack, packet_id) {
-                    let _ = self.acks.push_back(id); // room checked before decoding
+                // Room for both was checked before decoding.
+                match (self.auto_ack, packet_id) {
+                    (true, Some(id)) => {
+                        let _ = self.acks.push_back(id);
+                    }
+                    (false, Some(id)) if !self.owed.contains(&id) => {
+                        let _ = self.owed.push(id);
+                    }
+                    _ => {}
                 }
                 let m = Message {
                     packet_id,

@@ -86,7 +86,10 @@ pub struct Client<const QUEUE: usize = 16, const STORE: usize = 4096, const RX: 
     last_tx: Instant,
     last_rx: Instant,
     ping_sent_at: Option<Instant>,
+    /// PUBACKs to send.
     acks: heapless::Deque<u16, MAX_PENDING_ACKS>,
+    /// QoS 1 messages handed out on this connection and not acked yet.
+    owed: heapless::Vec<u16, MAX_PENDING_ACKS>,
     rx: [u8; RX],
     rx_len: usize,
     rx_consume: usize,
@@ -154,6 +157,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
             last_rx: Instant::ZERO,
             ping_sent_at: None,
             acks: heapless::Deque::new(),
+            owed: heapless::Vec::new(),
             rx: [0; RX],
             rx_len: 0,
             rx_consume: 0,
@@ -207,15 +211,21 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
     /// The application has taken the QoS 1 message with this packet id: its PUBACK may go out.
     ///
     /// Until then the broker keeps the message and redelivers it after a reconnect, which gives end-to-end QoS 1.
-    /// Not needed with `auto_ack`. An ack for a message of an earlier connection is harmless.
+    /// Not needed with `auto_ack`. Only messages handed out on the current connection can be acked: for one of an
+    /// earlier connection this is [`AckError::NotAwaited`], harmless, and the broker's redelivery comes as a new
+    /// [`Event::Message`] (with `dup`) to ack in turn.
     pub fn ack(&mut self, packet_id: u16) -> Result<(), AckError> {
         if packet_id == 0 {
             return Err(AckError::ZeroPacketId);
         }
-        if !self.is_link_up() {
-            return Ok(()); // the broker redelivers it on the next connection
-        }
-        self.acks.push_back(packet_id).map_err(|_| AckError::QueueFull)
+        let i = self
+            .owed
+            .iter()
+            .position(|&id| id == packet_id)
+            .ok_or(AckError::NotAwaited)?;
+        self.owed.swap_remove(i);
+        // Cannot fail: acks + owed never exceed MAX_PENDING_ACKS.
+        self.acks.push_back(packet_id).map_err(|_| AckError::NotAwaited)
     }
 
     /// Ends the connection with DISCONNECT (no will) and stops reconnecting until [`reconnect`](Self::reconnect).
@@ -303,6 +313,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
         self.disconnect_requested = false;
         self.ping_sent_at = None;
         self.acks.clear();
+        self.owed.clear();
         self.rx_len = 0;
         self.rx_consume = 0;
         self.store.reset_connection();
@@ -380,6 +391,11 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
     /// Counters.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The largest packet the session sends (`Options::max_packet_size`): the least transmit buffer of a runner.
+    pub fn max_packet_size(&self) -> usize {
+        self.max_packet_size
     }
 
     /// Publications queued or in flight.

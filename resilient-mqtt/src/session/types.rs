@@ -21,7 +21,9 @@ pub const MAX_WILL_PAYLOAD_LEN: usize = 256;
 pub const MAX_FILTERS_PER_REQUEST: usize = 8;
 /// Most application SUBSCRIBE/UNSUBSCRIBE requests waiting for their acknowledgement at once.
 pub const MAX_PENDING_REQUESTS: usize = 4;
-/// Most received QoS 1 messages whose PUBACK waits to be sent.
+/// Most received QoS 1 messages not yet acknowledged (handed out and waiting for `ack`, or PUBACK waiting to be
+/// sent). At this limit the session reads no further packet until the application acks: flow control towards the
+/// broker, which holds the rest.
 pub const MAX_PENDING_ACKS: usize = 32;
 
 /// The identity and behaviour of a client. Strings are copied into the session (see the `MAX_*` limits).
@@ -223,8 +225,9 @@ pub enum RequestError {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum AckError {
-    /// [`MAX_PENDING_ACKS`] PUBACKs wait to be transmitted: call `poll_transmit` and retry.
-    QueueFull,
+    /// No QoS 1 message with this packet id awaits its ack on the current connection: it was acknowledged already,
+    /// or it came on an earlier connection (the broker redelivers it, with a new `Message` event, to be acked then).
+    NotAwaited,
     /// Packet id 0 is never valid.
     ZeroPacketId,
 }
@@ -270,7 +273,7 @@ display_error!(RequestError, |s, f| match s {
 });
 
 display_error!(AckError, |s, f| match s {
-    AckError::QueueFull => f.write_str("PUBACK queue full"),
+    AckError::NotAwaited => f.write_str("no message awaits an ack with this packet id"),
     AckError::ZeroPacketId => f.write_str("packet id 0"),
 });
 
