@@ -184,6 +184,8 @@ pub struct DriverStats {
     pub frame_errors: u32,
     /// Messages delivered to the application.
     pub delivered: u32,
+    /// QoS 0 messages dropped because they did not fit the application's buffer.
+    pub dropped: u32,
 }
 
 /// Answers waiting for the application.
@@ -413,7 +415,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 self.ping_due = false;
                 return;
             }
-            Ok(ev) => Some(Self::owned(ev)),
+            Ok(ev) => Self::owned(ev),
             Err(_) => None,
         };
         self.port.release();
@@ -423,9 +425,10 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         self.flush();
     }
 
-    /// The event without borrowed parts (every event but Message has none).
-    fn owned(ev: BridgeEvent<'_>) -> BridgeEvent<'static> {
-        match ev {
+    /// The event without borrowed parts; `None` for a message, the only event that has them (messages stay in the
+    /// port until the application takes them).
+    fn owned(ev: BridgeEvent<'_>) -> Option<BridgeEvent<'static>> {
+        Some(match ev {
             BridgeEvent::Ready { version, limits } => BridgeEvent::Ready { version, limits },
             BridgeEvent::Status(s) => BridgeEvent::Status(s),
             BridgeEvent::PubAck { id } => BridgeEvent::PubAck { id },
@@ -435,8 +438,8 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             BridgeEvent::Time { unix_ms } => BridgeEvent::Time { unix_ms },
             BridgeEvent::Stats(s) => BridgeEvent::Stats(s),
             BridgeEvent::Error { id, kind } => BridgeEvent::Error { id, kind },
-            BridgeEvent::Message { id, .. } => BridgeEvent::Pong { id },
-        }
+            BridgeEvent::Message { .. } => return None,
+        })
     }
 
     fn complete(&mut self, id: u16, result: Result<Outcome, Error>) {
@@ -760,7 +763,8 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         };
         let (tl, pl) = (topic.len(), payload.len());
         if tl + pl > buf.len() || (qos == QoS::AtLeastOnce && self.acks.is_full()) {
-            if qos == QoS::AtMostOnce {
+            if qos == QoS::AtMostOnce && tl + pl > buf.len() {
+                self.stats.dropped += 1;
                 self.port.release();
             }
             return None;

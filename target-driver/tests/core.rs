@@ -305,3 +305,22 @@ fn a_dead_bridge_is_retried_with_doubling_pauses_up_to_the_cap() {
     assert!(gaps.last().expect("several resets") >= &Duration::from_secs(60));
     let _ = now;
 }
+
+#[test]
+fn a_qos0_message_too_big_for_the_buffer_is_dropped_and_counted() {
+    let mut core = up();
+    let msg = BridgeEvent::Message {
+        id: 1,
+        topic: "s/t",
+        payload: &[1; 40],
+        qos: QoS::AtMostOnce,
+        retain: false,
+        dup: false,
+    };
+    deliver(&mut core, &msg, at(300));
+    let mut small = [0u8; 16];
+    assert_eq!(core.take_event(&mut small), None);
+    assert!(!core.has_event());
+    assert_eq!(core.stats().dropped, 1);
+    assert!(sent(&mut core).is_empty(), "a QoS 0 message must not be acknowledged");
+}
