@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the board examples (examples/stm32f405-pyboard, examples/rp2040) in release and prints their flash and RAM
-# use in Berkeley format (text, data, bss), next to a baseline without the link (each project's `baseline` binary:
-# the same chip set-up, executor, timer and LED), and the difference: what the link costs.
+# use in Berkeley format (text, data, bss), next to a baseline without the target-driver crate (each project's
+# `baseline` binary: the same chip set-up, executor, timer and LED), and the difference: what the target driver costs
+# (driver, link and protocol together).
 #
 # Needs rustup's cargo (stable). Adds the two targets and llvm-tools if they are missing (both idempotent).
 # Exits non-zero if a build fails, or if the RP2040 image lacks its second-stage bootloader at 0x10000000.
@@ -55,10 +56,10 @@ report() {
     read -r t1 d1 b1 <<<"$(sizes "$with")"
     read -r t0 d0 b0 <<<"$(sizes "$without")"
     printf '\n%s\n' "$board"
-    printf '  %-22s %8s %8s %8s\n' "" text data bss
-    printf '  %-22s %8d %8d %8d\n' "with the link" "$t1" "$d1" "$b1"
-    printf '  %-22s %8d %8d %8d\n' "baseline (no link)" "$t0" "$d0" "$b0"
-    printf '  %-22s %8d %8d %8d\n' "the link's cost" $((t1 - t0)) $((d1 - d0)) $((b1 - b0))
+    printf '  %-40s %8s %8s %8s\n' "" text data bss
+    printf '  %-40s %8d %8d %8d\n' "target-driver (with link and protocol)" "$t1" "$d1" "$b1"
+    printf '  %-40s %8d %8d %8d\n' "baseline (no target-driver)" "$t0" "$d0" "$b0"
+    printf '  %-40s %8d %8d %8d\n' "target-driver's cost" $((t1 - t0)) $((d1 - d0)) $((b1 - b0))
     printf '  (flash = text + data, static RAM = data + bss)\n'
     LAST_ELF=$with
 }
