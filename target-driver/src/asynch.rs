@@ -159,12 +159,12 @@ pub struct Runner<
     BC,
     BD,
     RST,
-    const T: usize,
-    const P: usize,
-    const PUBS: usize,
-    const SUBS: usize,
-    const TX: usize,
-    const RX: usize,
+    const T: usize = { crate::DEFAULT_TOPIC },
+    const P: usize = { crate::DEFAULT_PAYLOAD },
+    const PUBS: usize = { crate::DEFAULT_PUBS },
+    const SUBS: usize = { crate::DEFAULT_SUBS },
+    const TX: usize = { crate::DEFAULT_TX },
+    const RX: usize = { crate::DEFAULT_RX },
 > {
     shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX>,
     link: link::Master<TC, TD, BC, BD>,
@@ -432,7 +432,10 @@ impl<
         self.finish(token).await.map(|_| ())
     }
 
-    /// The next message or status change; a message is copied into `buf` (give it the topic plus payload limits).
+    /// The next message or status change; a message is copied into `buf`. Give it at least the receive buffer's size
+    /// (`RX`, 256 bytes by default): a QoS 1 message that does not fit is reported as
+    /// [`Status::BufferTooSmall`](crate::Status::BufferTooSmall) and kept, holding the link, until a call with a
+    /// buffer large enough takes it.
     /// A QoS 1 message is acknowledged to the bridge (and so to the broker) when this returns it.
     pub async fn next_event<'b>(&self, buf: &'b mut [u8]) -> Event<'b> {
         let found = self.wait_for(|core| core.take_event(&mut *buf).map(Owned::from)).await;

@@ -45,6 +45,7 @@ pub enum Outcome {
 
 /// Why the driver reset the bridge, or saw it restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ResetReason {
     /// The driver's first reset at start-up.
@@ -61,6 +62,7 @@ pub enum ResetReason {
 
 /// A change the application hears about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Status {
     /// The bridge is up and configured; subscriptions and unacknowledged publications were restored.
@@ -85,6 +87,12 @@ pub enum Status {
     BrokerDown(DownReason),
     /// The bridge's queue toward the broker is full (`true`): publications wait; or has room again (`false`).
     QueueFull(bool),
+    /// A QoS 1 message waits that does not fit the buffer given to `next_event`: call again with at least this
+    /// many bytes. The message stays (and holds the link) until then; it is not acknowledged, so nothing is lost.
+    BufferTooSmall {
+        /// Bytes needed (topic plus payload).
+        needed: usize,
+    },
 }
 
 /// What the application receives.
@@ -131,6 +139,8 @@ struct Sub<const T: usize> {
     qos: QoS,
     /// Id of the subscribe request in flight, if the application waits for it.
     id: Option<u16>,
+    /// Id of a replay (after a bridge reset) in flight: nobody waits for its outcome.
+    replay_id: Option<u16>,
     sent: bool,
 }
 
@@ -489,6 +499,14 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 }
             }
             BridgeEvent::SubAck { id, result } => {
+                if let Some(sub) = self.subs.iter_mut().find(|s| s.replay_id == Some(id)) {
+                    // A replay: nobody waits for it; a refusal is only worth a log line.
+                    sub.replay_id = None;
+                    if result == SubResult::Failure {
+                        warn!("the broker refused a replayed subscription");
+                    }
+                    return;
+                }
                 if let Some(sub) = self.subs.iter_mut().find(|s| s.id == Some(id)) {
                     sub.id = None;
                 }
@@ -562,7 +580,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 Some(id) => id,
                 None => {
                     let id = self.new_id();
-                    self.subs[i].id = Some(id);
+                    self.subs[i].replay_id = Some(id);
                     id
                 }
             };
@@ -682,6 +700,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                     filter,
                     qos,
                     id: Some(id),
+                    replay_id: None,
                     sent: false,
                 })
                 .map_err(|_| Error::WouldBlock)?;
@@ -763,9 +782,13 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         };
         let (tl, pl) = (topic.len(), payload.len());
         if tl + pl > buf.len() || (qos == QoS::AtLeastOnce && self.acks.is_full()) {
-            if qos == QoS::AtMostOnce && tl + pl > buf.len() {
-                self.stats.dropped += 1;
-                self.port.release();
+            if tl + pl > buf.len() {
+                if qos == QoS::AtMostOnce {
+                    self.stats.dropped += 1;
+                    self.port.release();
+                    return None;
+                }
+                return Some(Event::Status(Status::BufferTooSmall { needed: tl + pl }));
             }
             return None;
         }

@@ -247,7 +247,10 @@ fn incoming_qos1_message_is_acked_only_when_taken_and_a_too_small_buffer_keeps_i
     deliver(&mut core, &msg, at(300));
     assert!(sent(&mut core).is_empty(), "acked before the application took it");
     let mut small = [0u8; 4];
-    assert_eq!(core.take_event(&mut small), None);
+    assert_eq!(
+        core.take_event(&mut small),
+        Some(Event::Status(Status::BufferTooSmall { needed: 6 }))
+    );
     assert!(core.has_event(), "a QoS 1 message was dropped for a small buffer");
     let mut buf = [0u8; 64];
     match core.take_event(&mut buf) {
@@ -323,4 +326,63 @@ fn a_qos0_message_too_big_for_the_buffer_is_dropped_and_counted() {
     assert!(!core.has_event());
     assert_eq!(core.stats().dropped, 1);
     assert!(sent(&mut core).is_empty(), "a QoS 0 message must not be acknowledged");
+}
+
+#[test]
+fn a_qos1_message_too_big_for_the_buffer_is_reported_and_kept_not_lost() {
+    let mut core = up();
+    let msg = BridgeEvent::Message {
+        id: 9,
+        topic: "s/t",
+        payload: &[1; 40],
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        dup: false,
+    };
+    deliver(&mut core, &msg, at(300));
+    let mut small = [0u8; 16];
+    assert_eq!(
+        core.take_event(&mut small),
+        Some(Event::Status(Status::BufferTooSmall { needed: 43 }))
+    );
+    assert!(
+        sent(&mut core).is_empty(),
+        "acknowledged a message the application did not take"
+    );
+    let mut buf = [0u8; 64];
+    assert!(matches!(core.take_event(&mut buf), Some(Event::Message(m)) if m.payload.len() == 40));
+    assert_eq!(sent(&mut core), ["ack 9"]);
+}
+
+#[test]
+fn replayed_subscriptions_leave_no_outcome_behind() {
+    let mut core = up();
+    let t = core.subscribe("a/#", QoS::AtLeastOnce).expect("sub");
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: t.0,
+            result: protocol::SubResult::Granted(QoS::AtLeastOnce),
+        },
+        at(300),
+    );
+    assert!(core.outcome(t).is_some());
+    sent(&mut core);
+    // The bridge restarts; the subscription is replayed under a new id and its answer is nobody's outcome.
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
+    let replay = sent(&mut core);
+    assert_eq!(replay, ["configure", "subscribe a/#"]);
+    for id in 0..64u16 {
+        deliver(
+            &mut core,
+            &BridgeEvent::SubAck {
+                id,
+                result: protocol::SubResult::Granted(QoS::AtLeastOnce),
+            },
+            at(500),
+        );
+    }
+    let p = core.publish("x", b"1", QoS::AtLeastOnce, false).expect("p");
+    deliver(&mut core, &BridgeEvent::PubAck { id: p.0 }, at(600));
+    assert_eq!(core.outcome(p), Some(Ok(Outcome::Published)));
 }
