@@ -132,6 +132,7 @@ impl Shared {
 
 /// A snapshot of the session's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The session's counters.
     pub stats: Stats,

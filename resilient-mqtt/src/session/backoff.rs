@@ -8,6 +8,7 @@ use crate::time::Duration;
 /// at least `refused_min`. The attempt count goes back to 0 when a connection stayed up for `stable_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct BackoffConfig {
     /// Upper bound of the first delay (default 500 ms, so the first retry is sub-second).
     pub initial: Duration,

@@ -93,7 +93,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
                 Ok(None) => return None,
                 Err(e) => {
                     warn!("malformed packet from the broker");
-                    self.stats.malformed_packets += 1;
+                    self.stats.malformed_packets = self.stats.malformed_packets.saturating_add(1);
                     self.link_lost(DisconnectReason::Malformed(e), now);
                     continue;
                 }
@@ -148,7 +148,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
                 if code == ConnectReturnCode::Accepted {
                     debug!("connected, session present: {}", session_present);
                     self.link = Link::Connected { since: now };
-                    self.stats.connections += 1;
+                    self.stats.connections = self.stats.connections.saturating_add(1);
                     if !session_present {
                         self.subs.start_replay();
                     }
@@ -170,7 +170,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
                     self.link_lost(DisconnectReason::ProtocolViolation, now);
                     return None;
                 }
-                self.stats.messages += 1;
+                self.stats.messages = self.stats.messages.saturating_add(1);
                 // Room for both was checked before decoding.
                 match (self.auto_ack, packet_id) {
                     (true, Some(id)) => {
@@ -278,7 +278,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
         if self.timer(Timer::Keepalive).is_some_and(|at| now >= at) {
             let n = v311::encode(&Packet::PingReq, buf).ok()?;
             self.ping_sent_at = Some(now);
-            self.stats.pings += 1;
+            self.stats.pings = self.stats.pings.saturating_add(1);
             return Some(n);
         }
         let first = self.store.first_unsent();
@@ -331,7 +331,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
             }
         } else if let Some(e) = self.store.entry_mut(i) {
             if e.ever_sent {
-                self.stats.retransmissions += 1;
+                self.stats.retransmissions = self.stats.retransmissions.saturating_add(1);
             }
             e.packet_id = packet_id;
             e.sent_at = Some(now);

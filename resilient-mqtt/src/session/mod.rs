@@ -275,7 +275,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
         self.stopped = false;
         self.last_tx = now;
         self.last_rx = now;
-        self.stats.links += 1;
+        self.stats.links = self.stats.links.saturating_add(1);
     }
 
     /// The transport ended (end of stream or an error).
@@ -323,7 +323,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
 
     fn push_event(&mut self, event: Event<'static>) {
         if self.events.push_back(event).is_err() {
-            self.stats.events_dropped += 1;
+            self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
         }
     }
 

@@ -210,7 +210,7 @@ impl<const S: usize> Subscriptions<S> {
                 }
                 (_, Some(i)) => {
                     if req.kind == RequestKind::Replay {
-                        *replay_failures += 1;
+                        *replay_failures = replay_failures.saturating_add(1);
                         warn!("the broker refused a replayed subscription");
                     }
                     self.table.remove(i);

@@ -28,6 +28,7 @@ pub const MAX_PENDING_ACKS: usize = 32;
 
 /// The identity and behaviour of a client. Strings are copied into the session (see the `MAX_*` limits).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct Options<'a> {
     /// Client identifier (must be non-empty when `clean_session` is false).
     pub client_id: &'a str,
@@ -120,6 +121,7 @@ impl fmt::Display for DisconnectReason {
 /// A message received from the broker. Borrows the session's receive buffer until the next `poll_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Message<'a> {
     /// Packet identifier for QoS 1 (pass it to [`ack`](super::Client::ack)); `None` for QoS 0.
     pub packet_id: Option<u16>,
@@ -286,6 +288,7 @@ display_error!(ConfigError, |s, f| match s {
 /// The session's timers; [`poll_at`](super::Client::poll_at) is the earliest armed one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Timer {
     /// Disconnected: when to try connecting again.
     ReconnectBackoff,
@@ -302,6 +305,7 @@ pub enum Timer {
 /// Counters for diagnostics and figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub struct Stats {
     /// Transports that came up.
     pub links: u32,
