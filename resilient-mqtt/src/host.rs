@@ -147,7 +147,7 @@ pub struct Snapshot {
 pub struct HostClient {
     shared: Arc<Shared>,
     inputs: Sender<Input>,
-    events: Receiver<OwnedEvent>,
+    events: Mutex<Receiver<OwnedEvent>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -194,7 +194,7 @@ impl HostClient {
         Ok(Self {
             shared,
             inputs,
-            events,
+            events: Mutex::new(events),
             thread: Some(thread),
         })
     }
@@ -242,14 +242,17 @@ impl HostClient {
         self.with_session(|s, now| s.reconnect(now));
     }
 
-    /// The event channel.
-    pub fn events(&self) -> &Receiver<OwnedEvent> {
-        &self.events
+    /// The next event, waiting at most `timeout`. The handle is `Sync`: one thread may wait for events while
+    /// others publish.
+    pub fn next_event(&self, timeout: StdDuration) -> Option<OwnedEvent> {
+        let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        events.recv_timeout(timeout).ok()
     }
 
-    /// The next event, waiting at most `timeout`.
-    pub fn next_event(&self, timeout: StdDuration) -> Option<OwnedEvent> {
-        self.events.recv_timeout(timeout).ok()
+    /// The next event if one is waiting.
+    pub fn try_event(&self) -> Option<OwnedEvent> {
+        let events = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        events.try_recv().ok()
     }
 
     /// The session's state now.

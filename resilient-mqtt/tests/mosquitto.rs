@@ -484,3 +484,18 @@ fn unacknowledged_delivery_is_redelivered_after_a_reconnect_and_acked_one_is_not
         "an acknowledged message came back"
     );
 }
+
+#[test]
+fn host_client_can_be_shared_between_an_event_thread_and_publishers() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<HostClient>();
+    let broker = Broker::start();
+    let c = std::sync::Arc::new(spawn(&Options::new("shared"), broker.addr()));
+    connected(&c);
+    let publisher = {
+        let c = c.clone();
+        std::thread::spawn(move || publish_all(&c, 0..20, "s/x"))
+    };
+    publisher.join().unwrap();
+    wait_published(&c, 0..20, WAIT);
+}
