@@ -17,14 +17,19 @@ use crate::session::{Client, Event};
 use crate::time::Instant;
 
 /// Opens transports to the broker.
+///
+/// A connection may borrow the connector (an embassy-net `TcpSocket` borrows its buffers): it lives until the
+/// session drops the link, and the next `connect` comes after it is gone.
 #[allow(async_fn_in_trait)] // single-threaded embedded executors: no `Send` bound wanted
 pub trait Connector {
     /// A connected byte stream.
-    type Connection: Read + Write;
+    type Connection<'a>: Read + Write
+    where
+        Self: 'a;
     /// Why a connection could not be opened.
     type Error;
     /// Opens a connection (DNS, TCP, TLS handshake...). An error makes the session back off.
-    async fn connect(&mut self) -> Result<Self::Connection, Self::Error>;
+    async fn connect(&mut self) -> Result<Self::Connection<'_>, Self::Error>;
 }
 
 /// The application side of the runner.

@@ -15,8 +15,9 @@ use resilient_mqtt::runner::{self, Application, Connector};
 use resilient_mqtt::{Client, DisconnectReason, Event, Instant, Options, QoS};
 use support::broker::Broker;
 
-/// A std socket made async by polling; cancel-safe because bytes are only taken when `read` returns.
-struct PollingConn(TcpStream);
+/// A std socket made async by polling; cancel-safe because bytes are only taken when `read` returns. It borrows
+/// the connector (as an embassy-net socket borrows its buffers).
+struct PollingConn<'a>(TcpStream, #[allow(dead_code)] &'a mut u32);
 
 #[derive(Debug)]
 struct IoError;
@@ -35,11 +36,11 @@ impl embedded_io_async::Error for IoError {
     }
 }
 
-impl embedded_io_async::ErrorType for PollingConn {
+impl embedded_io_async::ErrorType for PollingConn<'_> {
     type Error = IoError;
 }
 
-impl embedded_io_async::Read for PollingConn {
+impl embedded_io_async::Read for PollingConn<'_> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, IoError> {
         loop {
             match self.0.read(buf) {
@@ -51,7 +52,7 @@ impl embedded_io_async::Read for PollingConn {
     }
 }
 
-impl embedded_io_async::Write for PollingConn {
+impl embedded_io_async::Write for PollingConn<'_> {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, IoError> {
         loop {
             match self.0.write(buf) {
@@ -67,16 +68,21 @@ impl embedded_io_async::Write for PollingConn {
     }
 }
 
-struct StdConnector(SocketAddr);
+struct StdConnector {
+    addr: SocketAddr,
+    /// Connections opened so far; each connection borrows it.
+    opened: u32,
+}
 
 impl Connector for StdConnector {
-    type Connection = PollingConn;
+    type Connection<'a> = PollingConn<'a>;
     type Error = std::io::Error;
-    async fn connect(&mut self) -> Result<PollingConn, std::io::Error> {
-        let s = TcpStream::connect_timeout(&self.0, Duration::from_secs(1))?;
+    async fn connect(&mut self) -> Result<PollingConn<'_>, std::io::Error> {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
         s.set_nonblocking(true)?;
         s.set_nodelay(true)?;
-        Ok(PollingConn(s))
+        self.opened += 1;
+        Ok(PollingConn(s, &mut self.opened))
     }
 }
 
@@ -164,7 +170,8 @@ fn async_runner_refuses_a_transmit_buffer_below_the_packet_size() {
     };
     let mut tx = [0u8; 100];
     let addr = SocketAddr::from(([127, 0, 0, 1], 9));
-    let r = futures_executor::block_on(runner::run(&mut client, &mut StdConnector(addr), &mut app, &mut tx));
+    let mut connector = StdConnector { addr, opened: 0 };
+    let r = futures_executor::block_on(runner::run(&mut client, &mut connector, &mut app, &mut tx));
     assert_eq!(r, Err(runner::RunError::TxBufferTooSmall));
 }
 
@@ -181,7 +188,9 @@ fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue(
             stop: stop2,
         };
         let mut tx = [0u8; 4096];
-        futures_executor::block_on(runner::run(&mut client, &mut StdConnector(addr), &mut app, &mut tx))
+        let mut connector = StdConnector { addr, opened: 0 };
+        let r = futures_executor::block_on(runner::run(&mut client, &mut connector, &mut app, &mut tx));
+        (r, connector.opened)
     });
 
     wait_until(&shared, "connected", |s| s.connected == 1);
@@ -205,5 +214,5 @@ fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue(
         vec![DisconnectReason::TransportClosed]
     );
     stop.store(true, Ordering::SeqCst);
-    assert_eq!(runner.join().unwrap(), Ok(()));
+    assert_eq!(runner.join().unwrap(), (Ok(()), 2), "one connection per broker life");
 }
