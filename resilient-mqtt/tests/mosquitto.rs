@@ -393,7 +393,9 @@ fn half_open_link_is_detected_within_one_and_a_half_keepalives_and_nothing_is_lo
         }
     );
     assert!(
-        detected <= Duration::from_millis(3_300),
+        // 1.5 x keepalive = 3 s after the last byte received (just before the blackhole), plus scheduling slack
+        // for a loaded 2-core CI machine; the exact bound is proven in virtual time in tests/session.rs.
+        detected <= Duration::from_millis(3_600),
         "half-open detected after {detected:?}"
     );
     eprintln!("half-open detected after {detected:?} with a 2 s keepalive");
@@ -476,7 +478,12 @@ fn unacknowledged_delivery_is_redelivered_after_a_reconnect_and_acked_one_is_not
         "redelivered with DUP"
     );
     c.ack(again.packet_id.unwrap()).unwrap();
-    std::thread::sleep(Duration::from_millis(300)); // let the PUBACK reach the broker
+    // Wait until the broker has the PUBACK (its log says so) before cutting the link again.
+    let end = Instant::now() + WAIT;
+    while !broker.log().contains("Received PUBACK from e2e-qos1") {
+        assert!(Instant::now() < end, "the broker never got the PUBACK");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     proxy.reset();
     connected(&c);
     assert!(
