@@ -609,9 +609,14 @@ fn first_retry_is_sub_second_and_backoff_resets_after_a_good_connection() {
 fn graceful_disconnect_sends_disconnect_and_stops_reconnecting() {
     let mut h = Harness::new(&options("dev"));
     h.connect(false);
+    h.deliver("t", b"x", QoS::AtLeastOnce, Some(4));
+    h.take_events();
+    h.client.ack(4).unwrap();
+    h.client.publish(1, "t", b"later", QoS::AtLeastOnce, false).unwrap();
     h.client.disconnect(h.now());
     h.pump();
-    assert_eq!(h.take_sent(), vec![Sent::Disconnect]);
+    assert_eq!(h.take_sent(), vec![Sent::PubAck(4), Sent::Disconnect]);
+    assert_eq!(h.client.queued(), 1, "the publication waits for the next connection");
     assert_eq!(h.take_events(), vec![Ev::Disconnected(DisconnectReason::Requested)]);
     h.advance(120_000);
     assert!(!h.client.wants_link(h.now()));

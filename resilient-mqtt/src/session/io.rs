@@ -275,6 +275,12 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
             self.acks.pop_front();
             return Some(n);
         }
+        if self.disconnect_requested {
+            // Owed PUBACKs went first; queued publications wait for the next connection.
+            let n = v311::encode(&Packet::Disconnect, buf).ok()?;
+            self.link_lost(DisconnectReason::Requested, now);
+            return Some(n);
+        }
         if self.timer(Timer::Keepalive).is_some_and(|at| now >= at) {
             let n = v311::encode(&Packet::PingReq, buf).ok()?;
             self.ping_sent_at = Some(now);
@@ -298,11 +304,6 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
             if (qos0 && !self.events.is_full()) || (!qos0 && window_open) {
                 return self.transmit_publication(i, now, buf);
             }
-        }
-        if self.disconnect_requested {
-            let n = v311::encode(&Packet::Disconnect, buf).ok()?;
-            self.link_lost(DisconnectReason::Requested, now);
-            return Some(n);
         }
         None
     }
