@@ -5,7 +5,6 @@ use protocol::{QoS, Will};
 
 /// Everything the bridge needs (sent after every bridge start) and the watchdog's timing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config<'a> {
     /// WiFi network name.
     pub wifi_ssid: &'a str,
