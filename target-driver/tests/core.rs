@@ -386,3 +386,17 @@ fn replayed_subscriptions_leave_no_outcome_behind() {
     deliver(&mut core, &BridgeEvent::PubAck { id: p.0 }, at(600));
     assert_eq!(core.outcome(p), Some(Ok(Outcome::Published)));
 }
+
+#[test]
+fn unsubscribe_forgets_the_filter_so_it_is_not_replayed() {
+    let mut core = up();
+    core.subscribe("a/#", QoS::AtLeastOnce).expect("sub a");
+    core.subscribe("b/#", QoS::AtMostOnce).expect("sub b");
+    sent(&mut core);
+    let t = core.unsubscribe("a/#").expect("unsub");
+    assert_eq!(sent(&mut core), ["unsubscribe a/#"]);
+    deliver(&mut core, &BridgeEvent::UnsubAck { id: t.0 }, at(300));
+    assert_eq!(core.outcome(t), Some(Ok(Outcome::Unsubscribed)));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
+    assert_eq!(sent(&mut core), ["configure", "subscribe b/#"]);
+}
