@@ -1,2 +1,13 @@
-//! The bridge service (link requests ⇄ MQTT session) and its host runner. Not written yet (issue 5).
-#![no_std]
+#![doc = include_str!("../README.md")]
+#![cfg_attr(not(feature = "std"), no_std)]
+#![warn(missing_docs)]
+
+// Declared first: its macros are visible in the modules below.
+#[macro_use]
+mod fmt;
+
+#[cfg(feature = "host")]
+pub mod host;
+pub mod service;
+
+pub use service::{down_reason, Bridge, Network, PollResult, CONTROL_QUEUE};

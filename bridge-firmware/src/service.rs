@@ -1,0 +1,833 @@
+//! The bridge service: link requests in, MQTT session operations out, and back. Sans-IO: bytes, link frames and
+//! `now` go in; frames for the target, packets for the broker and the next deadline come out.
+//!
+//! # Driving a [`Bridge`]
+//!
+//! A runner (the host bridge in [`crate::host`], or a board's main loop) owns the link driver and the transport:
+//!
+//! 1. run the link slave driver over [`Bridge::port`] (the frame queues);
+//! 2. call [`Bridge::poll`] after every link activity, every transport input and at [`Bridge::poll_at`];
+//! 3. when [`Bridge::wants_link`] says so, open a transport to [`Bridge::broker`] and report it with
+//!    [`Bridge::handle_link_up`] or [`Bridge::handle_link_failed`]; feed received bytes with
+//!    [`Bridge::handle_bytes`]; write what [`Bridge::poll_transmit`] gives; close the transport when
+//!    [`Bridge::is_link_up`] turns false and report a closed one with [`Bridge::handle_link_down`];
+//! 4. report WiFi with [`Bridge::handle_wifi`] and the wall clock with [`Bridge::set_wall_clock`].
+//!
+//! # Queues and their overflow policy
+//!
+//! - **Target → broker.** Publications go into the session's store (`QUEUE` entries, `STORE` bytes), which is
+//!   also the window of publications in flight for the target (`Limits::window`). When it is full the bridge
+//!   refuses with `Error { id, QueueFull }` and sends `Status::Backpressure { full: true }` once; the next
+//!   completed publication sends `Backpressure { full: false }`. Nothing accepted is dropped.
+//! - **Broker → target.** A message leaves the session only when the link's send queue has room for a whole
+//!   frame and no answer waits before it; otherwise the session stops reading, TCP pushes back and the broker
+//!   holds the rest. QoS 1 deliveries are acknowledged to the broker only at the target's `Ack`.
+//! - **Answers to the target.** At most [`CONTROL_QUEUE`] small events (acks, statuses, pongs) wait for the link;
+//!   a request is taken from the link only when its answers fit, otherwise the link holds (clock stretching). A
+//!   broker state change that finds the queue full is sent as soon as there is room (the latest state wins).
+
+use heapless::{Deque, String, Vec};
+use protocol::message::{MAX_PAYLOAD_LEN, MAX_TOPIC_LEN};
+use protocol::{
+    Config, DownReason, ErrorKind, Event as LinkEvent, Limits, Port, QoS, Request, Stats, Status, SubResult,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
+use resilient_mqtt::session::{MAX_FILTER_LEN, MAX_PENDING_ACKS};
+use resilient_mqtt::{
+    Client, ConfigError, DisconnectReason, Event as MqttEvent, Instant, Options, PublishError, RequestError, SubAckCode,
+};
+
+/// Small events (everything but messages) waiting for room in the link's send queue.
+pub const CONTROL_QUEUE: usize = 40;
+/// Room a request needs in the control queue before it is taken from the link (its answers, a status, and a
+/// configuration's refusals of publications it replaces are bounded by `QUEUE`, checked separately).
+const REQUEST_ROOM: usize = 4;
+/// Longest WiFi SSID, passphrase and broker host kept for the board layer.
+const HOST_LEN: usize = protocol::message::MAX_NAME_LEN;
+
+/// Where the board layer should connect, from the target's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// WiFi network name.
+    pub wifi_ssid: String<{ protocol::message::MAX_SSID_LEN }>,
+    /// WiFi passphrase.
+    pub wifi_password: String<{ protocol::message::MAX_WIFI_PASSWORD_LEN }>,
+    /// Broker host name or address.
+    pub broker_host: String<HOST_LEN>,
+    /// Broker TCP port.
+    pub broker_port: u16,
+}
+
+/// The broker connection as last reported to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Broker {
+    Unknown,
+    Up,
+    Down(DownReason),
+}
+
+/// A QoS 1 delivery to the target awaiting its `Ack`.
+#[derive(Debug, Clone, Copy)]
+struct Delivery {
+    id: u16,
+    packet_id: u16,
+    connection: u32,
+}
+
+/// What happened to a request taken from the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    Done,
+    /// Not taken: the link holds it until there is room.
+    Hold,
+}
+
+/// Counters kept across sessions.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    frames_tx: u32,
+    published: u32,
+    delivered: u32,
+    connections: u32,
+    resyncs: u32,
+    queue_high_water: u16,
+    refused_full: u32,
+}
+
+/// What [`Bridge::poll`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct PollResult {
+    /// Requests taken from the link.
+    pub requests: u32,
+    /// Session events handled (messages, acknowledgements, connection changes).
+    pub session_events: u32,
+}
+
+impl PollResult {
+    /// Whether anything happened (call again soon if so: more may be waiting).
+    pub fn progressed(&self) -> bool {
+        self.requests > 0 || self.session_events > 0
+    }
+}
+
+/// The bridge service.
+///
+/// - `TX`, `RX`: the link port's send queue and receive buffer (`RX` bounds the longest frame accepted);
+/// - `QUEUE`, `STORE`, `MQTT_RX`, `SUBS`: the MQTT session's sizes (see [`resilient_mqtt::Client`]); `QUEUE` is
+///   also the window of publications the target may have in flight.
+pub struct Bridge<
+    const TX: usize = 4096,
+    const RX: usize = MAX_FRAME_LEN,
+    const QUEUE: usize = 16,
+    const STORE: usize = 8192,
+    const MQTT_RX: usize = 4096,
+    const SUBS: usize = 16,
+> {
+    port: Port<TX, RX>,
+    session: Option<Client<QUEUE, STORE, MQTT_RX, SUBS>>,
+    network: Option<Network>,
+    /// A digest of the configuration the session was made from: an identical `Configure` keeps the session.
+    config_digest: u32,
+    jitter_seed: u32,
+    wifi_up: bool,
+    broker: Broker,
+    /// A broker state change waits for room in the control queue.
+    broker_pending: Option<Status>,
+    out: Deque<LinkEvent<'static>, CONTROL_QUEUE>,
+    /// The target's ids of the publications in the session (their order does not matter).
+    pubs: Vec<(u16, QoS), QUEUE>,
+    /// Subscribe/unsubscribe requests waiting for the broker.
+    requests_pending: usize,
+    backpressure: bool,
+    deliveries: Vec<Delivery, MAX_PENDING_ACKS>,
+    next_delivery: u16,
+    /// Bumped at every connection change: a delivery of an earlier connection cannot be acknowledged any more.
+    connection: u32,
+    wall_clock: Option<(Instant, u64)>,
+    counters: Counters,
+}
+
+fn qos_to_mqtt(q: QoS) -> Option<resilient_mqtt::QoS> {
+    match q {
+        QoS::AtMostOnce => Some(resilient_mqtt::QoS::AtMostOnce),
+        QoS::AtLeastOnce => Some(resilient_mqtt::QoS::AtLeastOnce),
+        QoS::Unknown(_) => None,
+    }
+}
+
+fn qos_from_mqtt(q: resilient_mqtt::QoS) -> QoS {
+    QoS::from(q as u8)
+}
+
+/// The link's reason for a session's disconnection.
+pub fn down_reason(reason: DisconnectReason) -> DownReason {
+    use resilient_mqtt::codec::ConnectReturnCode as C;
+    match reason {
+        DisconnectReason::TransportClosed | DisconnectReason::Requested => DownReason::Closed,
+        DisconnectReason::Refused(C::UnacceptableProtocolVersion) => DownReason::RefusedProtocol,
+        DisconnectReason::Refused(C::IdentifierRejected) => DownReason::RefusedClientId,
+        DisconnectReason::Refused(C::ServerUnavailable) => DownReason::RefusedUnavailable,
+        DisconnectReason::Refused(C::BadUserNameOrPassword) => DownReason::RefusedCredentials,
+        DisconnectReason::Refused(C::NotAuthorized) => DownReason::RefusedNotAuthorized,
+        DisconnectReason::Refused(_) => DownReason::RefusedUnavailable,
+        DisconnectReason::ConnAckTimeout => DownReason::Unreachable,
+        DisconnectReason::PingTimeout | DisconnectReason::AckTimeout => DownReason::KeepaliveTimeout,
+        DisconnectReason::Malformed(_) | DisconnectReason::ProtocolViolation => DownReason::ProtocolError,
+        _ => DownReason::Closed,
+    }
+}
+
+fn sub_result(code: Option<&SubAckCode>) -> SubResult {
+    match code {
+        Some(SubAckCode::Granted(q)) => SubResult::Granted(qos_from_mqtt(*q)),
+        _ => SubResult::Failure,
+    }
+}
+
+/// FNV-1a over the configuration's fields (the version excluded).
+fn digest(c: &Config<'_>) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes.iter().chain(&[0xff]) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    };
+    feed(c.wifi_ssid.as_bytes());
+    feed(c.wifi_password.as_bytes());
+    feed(c.broker_host.as_bytes());
+    feed(&c.broker_port.to_le_bytes());
+    feed(c.client_id.as_bytes());
+    feed(c.username.map_or(&[][..], str::as_bytes));
+    feed(&[c.username.is_some() as u8, c.password.is_some() as u8]);
+    feed(c.password.unwrap_or(&[]));
+    feed(&c.keepalive_s.to_le_bytes());
+    feed(&[c.clean_session as u8, c.tls as u8, c.will.is_some() as u8]);
+    if let Some(w) = &c.will {
+        feed(w.topic.as_bytes());
+        feed(w.payload);
+        feed(&[u8::from(w.qos), w.retain as u8]);
+    }
+    h
+}
+
+fn config_error(e: ConfigError) -> ErrorKind {
+    match e {
+        ConfigError::TooLong => ErrorKind::TooLong,
+        ConfigError::WillTopic(_) => ErrorKind::InvalidTopic,
+        _ => ErrorKind::Refused,
+    }
+}
+
+impl<
+        const TX: usize,
+        const RX: usize,
+        const QUEUE: usize,
+        const STORE: usize,
+        const MQTT_RX: usize,
+        const SUBS: usize,
+    > Bridge<TX, RX, QUEUE, STORE, MQTT_RX, SUBS>
+{
+    /// A bridge just out of reset: it announces itself with `Ready` and waits for `Configure`. `jitter_seed`
+    /// spreads the reconnect backoff of bridges that restart together (a MAC address, a serial number...).
+    pub fn new(jitter_seed: u32) -> Self {
+        let mut b = Bridge {
+            port: Port::new(),
+            session: None,
+            network: None,
+            config_digest: 0,
+            jitter_seed,
+            wifi_up: false,
+            broker: Broker::Unknown,
+            broker_pending: None,
+            out: Deque::new(),
+            pubs: Vec::new(),
+            requests_pending: 0,
+            backpressure: false,
+            deliveries: Vec::new(),
+            next_delivery: 0,
+            connection: 0,
+            wall_clock: None,
+            counters: Counters::default(),
+        };
+        let ready = LinkEvent::Ready {
+            version: PROTOCOL_VERSION,
+            limits: b.limits(),
+        };
+        b.push(ready);
+        b
+    }
+
+    /// The limits announced in `Ready`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame: RX.min(u16::MAX as usize) as u16,
+            max_topic: MAX_TOPIC_LEN as u16,
+            max_payload: MAX_PAYLOAD_LEN as u16,
+            window: QUEUE.min(u8::MAX as usize) as u8,
+        }
+    }
+
+    /// The link's frame queues: run the link slave driver over them.
+    pub fn port(&mut self) -> &mut Port<TX, RX> {
+        &mut self.port
+    }
+
+    /// Where to connect, once the target has configured the bridge.
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_ref()
+    }
+
+    /// The broker's host and port from the configuration.
+    pub fn broker(&self) -> Option<(&str, u16)> {
+        self.network.as_ref().map(|n| (n.broker_host.as_str(), n.broker_port))
+    }
+
+    /// The wall clock: at `now` it is `unix_ms` (from SNTP on a chip, the system clock on the host).
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.wall_clock = Some((now, unix_ms));
+    }
+
+    /// The link driver's resync count (for `Stats`).
+    pub fn set_link_resyncs(&mut self, resyncs: u32) {
+        self.counters.resyncs = resyncs;
+    }
+
+    /// WiFi came up or went down. Down ends the broker connection: close the transport.
+    pub fn handle_wifi(&mut self, up: bool, now: Instant) {
+        if up == self.wifi_up {
+            return;
+        }
+        self.wifi_up = up;
+        info!("wifi {}", up as u8);
+        if self.network.is_some() {
+            self.push(LinkEvent::Status(if up { Status::WifiUp } else { Status::WifiDown }));
+        }
+        if !up {
+            if let Some(s) = self.session.as_mut() {
+                s.handle_link_down(now);
+            }
+        }
+    }
+
+    // ----- the transport to the broker -----
+
+    /// There is no transport and it is time to open one to [`Bridge::broker`].
+    pub fn wants_link(&self, now: Instant) -> bool {
+        self.wifi_up && self.session.as_ref().is_some_and(|s| s.wants_link(now))
+    }
+
+    /// A transport to the broker is open.
+    pub fn handle_link_up(&mut self, now: Instant) {
+        if let Some(s) = self.session.as_mut() {
+            s.handle_link_up(now);
+        }
+    }
+
+    /// Opening a transport failed for `reason` (`Dns`, `Unreachable`, `Tls`): the session backs off.
+    pub fn handle_link_failed(&mut self, now: Instant, reason: DownReason) {
+        if let Some(s) = self.session.as_mut() {
+            s.handle_link_failed(now);
+            self.set_broker(Broker::Down(reason));
+        }
+    }
+
+    /// The transport ended (end of stream or an error).
+    pub fn handle_link_down(&mut self, now: Instant) {
+        if let Some(s) = self.session.as_mut() {
+            s.handle_link_down(now);
+        }
+    }
+
+    /// The session uses a transport; when this turns false, close it.
+    pub fn is_link_up(&self) -> bool {
+        self.session.as_ref().is_some_and(|s| s.is_link_up())
+    }
+
+    /// Bytes from the broker; returns how many were taken (fewer when the session's buffer is full: call
+    /// [`Bridge::poll`], then hand in the rest).
+    pub fn handle_bytes(&mut self, data: &[u8], now: Instant) -> usize {
+        match self.session.as_mut() {
+            Some(s) => s.handle_bytes(data, now),
+            None => data.len(),
+        }
+    }
+
+    /// The next packet for the broker, written at the start of `buf` (at least `max_packet_size`, 4096 bytes).
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        self.session.as_mut()?.poll_transmit(now, buf)
+    }
+
+    /// When to call [`Bridge::poll`] at the latest (besides link and transport activity).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.session.as_ref().and_then(|s| s.poll_at())
+    }
+
+    /// Counters, as sent in answer to `StatsRequest`.
+    pub fn stats(&self) -> Stats {
+        let p = self.port.stats();
+        Stats {
+            frames_rx: p.frames_rx,
+            frames_tx: self.counters.frames_tx,
+            frame_errors: p.crc_errors.saturating_add(p.overlong).saturating_add(p.malformed),
+            resyncs: self.counters.resyncs,
+            reconnects: self.counters.connections.saturating_sub(1),
+            published: self.counters.published,
+            delivered: self.counters.delivered,
+            queue_high_water: self.counters.queue_high_water,
+        }
+    }
+
+    /// The MQTT session's counters, if configured.
+    pub fn session_stats(&self) -> Option<resilient_mqtt::Stats> {
+        self.session.as_ref().map(|s| s.stats())
+    }
+
+    /// Publications refused because the queue was full.
+    pub fn refused_full(&self) -> u32 {
+        self.counters.refused_full
+    }
+
+    // ----- the main step -----
+
+    /// Takes requests from the link, handles the session's events and timers, and queues frames for the target.
+    /// Never blocks; call it after any input and at [`Bridge::poll_at`].
+    pub fn poll(&mut self, now: Instant) -> PollResult {
+        let mut result = PollResult::default();
+        loop {
+            self.flush();
+            let mut progressed = false;
+            let room = self.out.capacity() - self.out.len() >= REQUEST_ROOM;
+            if room && self.port.received().is_some() && self.take_request(now) == Taken::Done {
+                result.requests += 1;
+                progressed = true;
+            }
+            self.flush();
+            // Messages go straight to the link queue: only when no answer waits before them and a whole frame fits.
+            let clear = self.out.is_empty() && self.broker_pending.is_none();
+            if clear && TX - self.port.tx_pending() >= MAX_FRAME_LEN && self.session_event(now) {
+                result.session_events += 1;
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if let Some(s) = self.session.as_mut() {
+            s.handle_timeout(now);
+        }
+        self.flush();
+        result
+    }
+
+    fn push(&mut self, ev: LinkEvent<'static>) {
+        if self.out.push_back(ev).is_err() {
+            // Callers check the room first; a status that did not fit is re-sent from `broker_pending`.
+            warn!("control queue full");
+        }
+    }
+
+    /// Moves queued small events into the link's send queue as far as they fit.
+    fn flush(&mut self) {
+        if let Some(s) = self.broker_pending {
+            if self.out.push_back(LinkEvent::Status(s)).is_ok() {
+                self.broker_pending = None;
+            }
+        }
+        while let Some(ev) = self.out.front() {
+            if self.port.send(ev).is_err() {
+                break;
+            }
+            self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
+            self.out.pop_front();
+        }
+    }
+
+    fn set_broker(&mut self, state: Broker) {
+        let status = match state {
+            Broker::Up | Broker::Unknown => return,
+            Broker::Down(reason) => Status::BrokerDown { reason },
+        };
+        if self.broker == state {
+            return; // the same failure again: one status per change, not one per retry
+        }
+        self.broker = state;
+        self.queue_status(status);
+    }
+
+    fn queue_status(&mut self, status: Status) {
+        if self.out.is_full() {
+            self.broker_pending = Some(status);
+        } else {
+            self.push(LinkEvent::Status(status));
+        }
+    }
+
+    fn error(&mut self, id: u16, kind: ErrorKind) {
+        self.push(LinkEvent::Error { id, kind });
+    }
+
+    fn set_backpressure(&mut self, full: bool) {
+        if self.backpressure != full {
+            self.backpressure = full;
+            self.push(LinkEvent::Status(Status::Backpressure { full }));
+        }
+    }
+
+    fn take_request(&mut self, now: Instant) -> Taken {
+        let Some(bytes) = self.port.received() else {
+            return Taken::Hold;
+        };
+        // Copy the request out of the port so that the session can be called while it is borrowed: the port is
+        // released only after the request is handled, so the frame stays in place meanwhile.
+        let mut frame = [0u8; protocol::message::MAX_MESSAGE_LEN];
+        let n = bytes.len().min(frame.len());
+        frame[..n].copy_from_slice(&bytes[..n]);
+        let taken = match Request::decode(&frame[..n]) {
+            Ok(req) => self.handle_request(req, now),
+            Err(_) => {
+                // A newer target's request or a damaged one that passed the CRC: nothing to answer (protocol §11).
+                warn!("undecodable request of {} bytes dropped", n);
+                Taken::Done
+            }
+        };
+        if taken == Taken::Done {
+            self.port.release();
+        }
+        taken
+    }
+
+    fn handle_request(&mut self, req: Request<'_>, now: Instant) -> Taken {
+        match req {
+            Request::Configure(c) => self.configure(&c, now),
+            Request::Publish {
+                id,
+                topic,
+                payload,
+                qos,
+                retain,
+            } => self.publish(id, topic, payload, qos, retain),
+            Request::Subscribe { id, filter, qos } => self.subscribe(id, filter, qos),
+            Request::Unsubscribe { id, filter } => self.unsubscribe(id, filter),
+            Request::Ack { id } => {
+                self.ack(id);
+                Taken::Done
+            }
+            Request::Ping { id } => {
+                self.push(LinkEvent::Pong { id });
+                Taken::Done
+            }
+            Request::TimeRequest => {
+                let unix_ms = self
+                    .wall_clock
+                    .map(|(at, ms)| ms.saturating_add(now.saturating_since(at).as_millis()));
+                self.push(LinkEvent::Time { unix_ms });
+                Taken::Done
+            }
+            Request::StatsRequest => {
+                let stats = self.stats();
+                self.push(LinkEvent::Stats(stats));
+                Taken::Done
+            }
+        }
+    }
+
+    fn configure(&mut self, c: &Config<'_>, now: Instant) -> Taken {
+        if c.version != PROTOCOL_VERSION {
+            warn!("configure of protocol version {} refused", c.version);
+            self.error(0, ErrorKind::VersionMismatch);
+            return Taken::Done;
+        }
+        if c.tls {
+            self.error(0, ErrorKind::Unsupported);
+            return Taken::Done;
+        }
+        let d = digest(c);
+        if self.session.is_some() && d == self.config_digest {
+            // The same configuration again (a target that restarted without resetting the bridge): keep the
+            // session and tell the target where things stand.
+            self.report_state();
+            return Taken::Done;
+        }
+        if self.out.capacity() - self.out.len() < self.pubs.len() + REQUEST_ROOM {
+            return Taken::Hold;
+        }
+        let will = match c.will {
+            Some(w) => match qos_to_mqtt(w.qos) {
+                Some(qos) => Some(resilient_mqtt::Will {
+                    topic: w.topic,
+                    payload: w.payload,
+                    qos,
+                    retain: w.retain,
+                }),
+                None => {
+                    self.error(0, ErrorKind::Unsupported);
+                    return Taken::Done;
+                }
+            },
+            None => None,
+        };
+        let mut options = Options::new(c.client_id);
+        options.username = c.username;
+        options.password = c.password;
+        options.keep_alive_secs = c.keepalive_s;
+        options.clean_session = c.clean_session;
+        options.will = will;
+        options.max_in_flight = QUEUE.clamp(1, 8);
+        options.jitter_seed = self.jitter_seed;
+        let session = match Client::new(&options) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(0, config_error(e));
+                return Taken::Done;
+            }
+        };
+        let network = (|| {
+            Some(Network {
+                wifi_ssid: String::try_from(c.wifi_ssid).ok()?,
+                wifi_password: String::try_from(c.wifi_password).ok()?,
+                broker_host: String::try_from(c.broker_host).ok()?,
+                broker_port: c.broker_port,
+            })
+        })();
+        let Some(network) = network else {
+            self.error(0, ErrorKind::TooLong);
+            return Taken::Done;
+        };
+        if let Some(mut old) = self.session.take() {
+            // Another configuration replaces the session: what the old one held cannot be carried over.
+            info!("configuration replaced");
+            old.disconnect(now);
+            for i in 0..self.pubs.len() {
+                let id = self.pubs[i].0;
+                self.error(id, ErrorKind::Refused);
+            }
+            self.pubs.clear();
+            self.deliveries.clear();
+            self.requests_pending = 0;
+            self.set_backpressure(false);
+        }
+        info!("configured (client id of {} bytes)", c.client_id.len());
+        self.session = Some(session);
+        self.network = Some(network);
+        self.config_digest = d;
+        self.broker = Broker::Unknown;
+        self.connection = self.connection.wrapping_add(1);
+        self.report_state();
+        Taken::Done
+    }
+
+    fn report_state(&mut self) {
+        self.push(LinkEvent::Status(if self.wifi_up {
+            Status::WifiUp
+        } else {
+            Status::WifiDown
+        }));
+        match self.broker {
+            Broker::Up => self.push(LinkEvent::Status(Status::BrokerUp { session_present: true })),
+            Broker::Down(reason) => self.push(LinkEvent::Status(Status::BrokerDown { reason })),
+            Broker::Unknown => {}
+        }
+    }
+
+    fn publish(&mut self, id: u16, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Taken {
+        let Some(session) = self.session.as_mut() else {
+            self.error(id, ErrorKind::NotConfigured);
+            return Taken::Done;
+        };
+        if self.pubs.iter().any(|(p, _)| *p == id) {
+            // Sent again by a target that did not see our answer yet: the first one's answer will do.
+            debug!("publication {} already queued", id);
+            return Taken::Done;
+        }
+        let Some(mqtt_qos) = qos_to_mqtt(qos) else {
+            self.error(id, ErrorKind::Unsupported);
+            return Taken::Done;
+        };
+        if self.pubs.is_full() {
+            self.counters.refused_full = self.counters.refused_full.saturating_add(1);
+            self.error(id, ErrorKind::QueueFull);
+            self.set_backpressure(true);
+            return Taken::Done;
+        }
+        match session.publish(u32::from(id), topic, payload, mqtt_qos, retain) {
+            Ok(()) => {
+                let queued = session.queued();
+                let _ = self.pubs.push((id, qos)); // room checked above
+                let hw = queued.min(u16::MAX as usize) as u16;
+                self.counters.queue_high_water = self.counters.queue_high_water.max(hw);
+            }
+            Err(PublishError::QueueFull) => {
+                self.counters.refused_full = self.counters.refused_full.saturating_add(1);
+                self.error(id, ErrorKind::QueueFull);
+                self.set_backpressure(true);
+            }
+            Err(PublishError::Topic(_)) => self.error(id, ErrorKind::InvalidTopic),
+            Err(PublishError::TooLarge) => self.error(id, ErrorKind::TooLong),
+            Err(_) => self.error(id, ErrorKind::Unsupported),
+        }
+        Taken::Done
+    }
+
+    fn request_error(e: RequestError) -> ErrorKind {
+        match e {
+            RequestError::Filter(_) | RequestError::FilterCount => ErrorKind::InvalidTopic,
+            RequestError::QoS2Unsupported => ErrorKind::Unsupported,
+            RequestError::TooManyPending => ErrorKind::QueueFull,
+            _ => ErrorKind::Refused,
+        }
+    }
+
+    fn subscribe(&mut self, id: u16, filter: &str, qos: QoS) -> Taken {
+        let Some(session) = self.session.as_mut() else {
+            self.error(id, ErrorKind::NotConfigured);
+            return Taken::Done;
+        };
+        let Some(mqtt_qos) = qos_to_mqtt(qos) else {
+            self.error(id, ErrorKind::Unsupported);
+            return Taken::Done;
+        };
+        if filter.len() > MAX_FILTER_LEN {
+            self.error(id, ErrorKind::TooLong);
+            return Taken::Done;
+        }
+        match session.subscribe(u32::from(id), &[(filter, mqtt_qos)]) {
+            Ok(()) => self.requests_pending += 1,
+            Err(e) => self.error(id, Self::request_error(e)),
+        }
+        Taken::Done
+    }
+
+    fn unsubscribe(&mut self, id: u16, filter: &str) -> Taken {
+        let Some(session) = self.session.as_mut() else {
+            self.error(id, ErrorKind::NotConfigured);
+            return Taken::Done;
+        };
+        if filter.len() > MAX_FILTER_LEN {
+            self.error(id, ErrorKind::TooLong);
+            return Taken::Done;
+        }
+        match session.unsubscribe(u32::from(id), &[filter]) {
+            Ok(()) => self.requests_pending += 1,
+            Err(e) => self.error(id, Self::request_error(e)),
+        }
+        Taken::Done
+    }
+
+    fn ack(&mut self, id: u16) {
+        let Some(i) = self.deliveries.iter().position(|d| d.id == id) else {
+            debug!("ack of unknown delivery {}", id);
+            return;
+        };
+        let d = self.deliveries.swap_remove(i);
+        if d.connection != self.connection {
+            // Of an earlier connection: the broker redelivers it, to be acked then.
+            return;
+        }
+        if let Some(s) = self.session.as_mut() {
+            let _ = s.ack(d.packet_id);
+        }
+    }
+
+    /// Handles one session event; `false` when there was none.
+    fn session_event(&mut self, now: Instant) -> bool {
+        let Some(session) = self.session.as_mut() else {
+            return false;
+        };
+        let Some(event) = session.poll_event(now) else {
+            return false;
+        };
+        match event {
+            MqttEvent::Message(m) => {
+                self.next_delivery = self.next_delivery.wrapping_add(1);
+                if self.next_delivery == 0 {
+                    self.next_delivery = 1;
+                }
+                let id = self.next_delivery;
+                let ev = LinkEvent::Message {
+                    id,
+                    topic: m.topic,
+                    payload: m.payload,
+                    qos: qos_from_mqtt(m.qos),
+                    retain: m.retain,
+                    dup: m.dup,
+                };
+                let too_long = m.topic.len() > MAX_TOPIC_LEN || m.payload.len() > MAX_PAYLOAD_LEN;
+                let packet_id = m.packet_id;
+                if too_long {
+                    // The link cannot carry it: acknowledge it so that the broker does not resend it forever.
+                    warn!("message over the link's limits dropped");
+                    if let Some(pid) = packet_id {
+                        let _ = session.ack(pid);
+                    }
+                    return true;
+                }
+                // Room for a whole frame was checked before polling.
+                if self.port.send(&ev).is_ok() {
+                    self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
+                    self.counters.delivered = self.counters.delivered.wrapping_add(1);
+                    if let Some(packet_id) = packet_id {
+                        if self.deliveries.is_full() {
+                            self.deliveries.remove(0);
+                        }
+                        let _ = self.deliveries.push(Delivery {
+                            id,
+                            packet_id,
+                            connection: self.connection,
+                        });
+                    }
+                } else {
+                    warn!("message frame did not fit the link queue");
+                }
+            }
+            MqttEvent::Published { token } => {
+                let id = token as u16;
+                if let Some(i) = self.pubs.iter().position(|(p, _)| *p == id) {
+                    self.pubs.swap_remove(i);
+                }
+                self.counters.published = self.counters.published.wrapping_add(1);
+                self.push(LinkEvent::PubAck { id });
+                if self.backpressure {
+                    self.set_backpressure(false);
+                }
+            }
+            MqttEvent::Subscribed { token, results } => {
+                self.requests_pending = self.requests_pending.saturating_sub(1);
+                let result = sub_result(results.first());
+                self.push(LinkEvent::SubAck {
+                    id: token as u16,
+                    result,
+                });
+            }
+            MqttEvent::Unsubscribed { token } => {
+                self.requests_pending = self.requests_pending.saturating_sub(1);
+                self.push(LinkEvent::UnsubAck { id: token as u16 });
+            }
+            MqttEvent::Connected { session_present } => {
+                self.counters.connections = self.counters.connections.saturating_add(1);
+                self.connection = self.connection.wrapping_add(1);
+                self.deliveries.clear();
+                self.broker = Broker::Up;
+                info!("broker up (session present {})", session_present as u8);
+                self.queue_status(Status::BrokerUp { session_present });
+            }
+            MqttEvent::Disconnected { reason } => {
+                self.connection = self.connection.wrapping_add(1);
+                self.deliveries.clear();
+                let reason = if self.wifi_up {
+                    down_reason(reason)
+                } else {
+                    DownReason::NoNetwork
+                };
+                info!("broker down (reason {})", u8::from(reason));
+                self.set_broker(Broker::Down(reason));
+            }
+            _ => {}
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,753 @@
+//! State × event tests of the bridge service in virtual time: a fake target (a second `Port`, frames in and out)
+//! and a fake broker (MQTT packets encoded and decoded with the client crate's codec).
+
+extern crate std;
+
+use std::string::{String, ToString};
+use std::vec;
+use std::vec::Vec;
+
+use protocol::link::LinkIo;
+use protocol::{Config, DownReason, ErrorKind, Event, Port, QoS, Request, Status, SubResult, Will, MAX_FRAME_LEN};
+use resilient_mqtt::codec::{v311, ConnAck, ConnectReturnCode, Packet, Publish, SubAck};
+use resilient_mqtt::{Duration, Instant};
+
+use super::Bridge;
+
+type Small = Bridge<4096, MAX_FRAME_LEN, 2, 1024, 4096, 4>;
+type Std = Bridge;
+
+/// An event as the target saw it, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Ready {
+        version: u16,
+        window: u8,
+    },
+    Status(Status),
+    PubAck(u16),
+    SubAck(u16, SubResult),
+    UnsubAck(u16),
+    Message {
+        id: u16,
+        topic: String,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        dup: bool,
+    },
+    Pong(u16),
+    Time(Option<u64>),
+    Stats(protocol::Stats),
+    Error(u16, ErrorKind),
+}
+
+fn owned(e: Event<'_>) -> Ev {
+    match e {
+        Event::Ready { version, limits } => Ev::Ready {
+            version,
+            window: limits.window,
+        },
+        Event::Status(s) => Ev::Status(s),
+        Event::PubAck { id } => Ev::PubAck(id),
+        Event::SubAck { id, result } => Ev::SubAck(id, result),
+        Event::UnsubAck { id } => Ev::UnsubAck(id),
+        Event::Message {
+            id,
+            topic,
+            payload,
+            qos,
+            retain,
+            dup,
+        } => Ev::Message {
+            id,
+            topic: topic.to_string(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            dup,
+        },
+        Event::Pong { id } => Ev::Pong(id),
+        Event::Time { unix_ms } => Ev::Time(unix_ms),
+        Event::Stats(s) => Ev::Stats(s),
+        Event::Error { id, kind } => Ev::Error(id, kind),
+    }
+}
+
+/// A packet as the broker saw it, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pk {
+    Connect {
+        client_id: String,
+        clean: bool,
+        will: Option<String>,
+    },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+        dup: bool,
+        pid: Option<u16>,
+    },
+    PubAck(u16),
+    Subscribe {
+        pid: u16,
+        filters: Vec<(String, u8)>,
+    },
+    Unsubscribe {
+        pid: u16,
+    },
+    PingReq,
+    Disconnect,
+    Other,
+}
+
+struct Rig<B> {
+    bridge: B,
+    target: Port<8192, MAX_FRAME_LEN>,
+    now: Instant,
+}
+
+fn config(version: u16) -> Config<'static> {
+    Config {
+        version,
+        wifi_ssid: "net",
+        wifi_password: "pw",
+        broker_host: "broker.local",
+        broker_port: 1883,
+        client_id: "bridge-test",
+        username: None,
+        password: None,
+        keepalive_s: 10,
+        clean_session: false,
+        will: None,
+        tls: false,
+    }
+}
+
+macro_rules! rig_impl {
+    ($t:ty) => {
+        #[allow(dead_code)]
+        impl Rig<$t> {
+            fn new() -> Self {
+                Rig {
+                    bridge: <$t>::new(7),
+                    target: Port::new(),
+                    now: Instant::ZERO,
+                }
+            }
+
+            fn advance(&mut self, ms: u64) {
+                self.now = self.now + Duration::from_millis(ms);
+                let _ = self.bridge.poll(self.now);
+            }
+
+            /// Sends a request and moves frames both ways until nothing moves; returns the events the target got.
+            fn request(&mut self, req: &Request<'_>) -> Vec<Ev> {
+                self.target.send(req).expect("target queue");
+                self.pump()
+            }
+
+            fn pump(&mut self) -> Vec<Ev> {
+                let mut out = Vec::new();
+                loop {
+                    let mut moved = false;
+                    while self.target.tx_ready() && self.bridge.port().received().is_none() {
+                        let b = self.target.tx_next().expect("byte");
+                        assert!(self.bridge.port().rx(b));
+                        moved = true;
+                    }
+                    let _ = self.bridge.poll(self.now);
+                    while let Some(b) = self.bridge.port().tx_next() {
+                        assert!(self.target.rx(b));
+                        moved = true;
+                        if let Some(bytes) = self.target.received() {
+                            out.push(owned(Event::decode(bytes).expect("event")));
+                            self.target.release();
+                        }
+                    }
+                    if !moved {
+                        return out;
+                    }
+                }
+            }
+
+            /// Everything the bridge has for the broker now.
+            fn broker_reads(&mut self) -> Vec<Pk> {
+                let mut out = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                while let Some(n) = self.bridge.poll_transmit(self.now, &mut buf) {
+                    let (p, used) = v311::decode(&buf[..n], 1 << 16).expect("valid").expect("whole");
+                    assert_eq!(used, n);
+                    out.push(match p {
+                        Packet::Connect(c) => Pk::Connect {
+                            client_id: c.client_id.to_string(),
+                            clean: c.clean_session,
+                            will: c.will.map(|w| w.topic.to_string()),
+                        },
+                        Packet::Publish(p) => Pk::Publish {
+                            topic: p.topic.to_string(),
+                            payload: p.payload.to_vec(),
+                            qos: p.qos as u8,
+                            retain: p.retain,
+                            dup: p.dup,
+                            pid: p.packet_id,
+                        },
+                        Packet::PubAck(id) => Pk::PubAck(id),
+                        Packet::Subscribe(s) => Pk::Subscribe {
+                            pid: s.packet_id,
+                            filters: s
+                                .filters
+                                .iter()
+                                .map(|f| (f.filter.to_string(), f.qos as u8))
+                                .collect(),
+                        },
+                        Packet::Unsubscribe(u) => Pk::Unsubscribe { pid: u.packet_id },
+                        Packet::PingReq => Pk::PingReq,
+                        Packet::Disconnect => Pk::Disconnect,
+                        _ => Pk::Other,
+                    });
+                }
+                out
+            }
+
+            fn broker_sends(&mut self, p: &Packet<'_>) -> usize {
+                let mut buf = vec![0u8; 8192];
+                let n = v311::encode(p, &mut buf).expect("encode");
+                self.bridge.handle_bytes(&buf[..n], self.now)
+            }
+
+            /// Configured, WiFi up, transport open, CONNACK accepted.
+            fn connected(session_present: bool) -> (Self, Vec<Ev>) {
+                let mut r = Self::new();
+                let mut seen = r.pump();
+                r.bridge.handle_wifi(true, r.now);
+                seen.extend(r.request(&Request::Configure(config(1))));
+                r.connect(session_present, &mut seen);
+                (r, seen)
+            }
+
+            fn connect(&mut self, session_present: bool, seen: &mut Vec<Ev>) {
+                assert!(self.bridge.wants_link(self.now));
+                self.bridge.handle_link_up(self.now);
+                let sent = self.broker_reads();
+                assert!(matches!(sent.first(), Some(Pk::Connect { .. })), "{sent:?}");
+                self.broker_sends(&Packet::ConnAck(ConnAck {
+                    session_present,
+                    code: ConnectReturnCode::Accepted,
+                }));
+                seen.extend(self.pump());
+            }
+        }
+    };
+}
+
+rig_impl!(Std);
+rig_impl!(Small);
+
+fn publish(id: u16, topic: &'static str, payload: &'static [u8], qos: QoS, retain: bool) -> Request<'static> {
+    Request::Publish {
+        id,
+        topic,
+        payload,
+        qos,
+        retain,
+    }
+}
+
+fn broker_publish<'a>(topic: &'a str, payload: &'a [u8], pid: Option<u16>, dup: bool) -> Packet<'a> {
+    Packet::Publish(Publish {
+        dup,
+        qos: if pid.is_some() {
+            resilient_mqtt::QoS::AtLeastOnce
+        } else {
+            resilient_mqtt::QoS::AtMostOnce
+        },
+        retain: false,
+        topic,
+        packet_id: pid,
+        payload,
+    })
+}
+
+#[test]
+fn starts_with_ready_and_refuses_mqtt_requests_before_configure() {
+    let mut r = Rig::<Std>::new();
+    assert_eq!(r.pump(), vec![Ev::Ready { version: 1, window: 16 }]);
+    assert_eq!(
+        r.request(&publish(3, "a", b"x", QoS::AtLeastOnce, false)),
+        vec![Ev::Error(3, ErrorKind::NotConfigured)]
+    );
+    assert_eq!(
+        r.request(&Request::Subscribe {
+            id: 4,
+            filter: "a/#",
+            qos: QoS::AtMostOnce
+        }),
+        vec![Ev::Error(4, ErrorKind::NotConfigured)]
+    );
+    assert_eq!(r.request(&Request::Ping { id: 9 }), vec![Ev::Pong(9)]);
+    assert!(!r.bridge.wants_link(r.now));
+    assert_eq!(r.bridge.poll_at(), None);
+}
+
+#[test]
+fn configure_of_another_version_is_refused_with_version_mismatch() {
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    r.bridge.handle_wifi(true, r.now);
+    assert_eq!(
+        r.request(&Request::Configure(config(2))),
+        vec![Ev::Error(0, ErrorKind::VersionMismatch)]
+    );
+    assert!(!r.bridge.wants_link(r.now));
+    assert_eq!(r.bridge.broker(), None);
+}
+
+#[test]
+fn configure_reports_wifi_and_broker_and_connects_to_the_configured_broker() {
+    let (r, seen) = Rig::<Std>::connected(false);
+    assert_eq!(
+        seen,
+        vec![
+            Ev::Ready { version: 1, window: 16 },
+            Ev::Status(Status::WifiUp),
+            Ev::Status(Status::BrokerUp { session_present: false }),
+        ]
+    );
+    assert_eq!(r.bridge.broker(), Some(("broker.local", 1883)));
+    assert_eq!(r.bridge.network().map(|n| n.wifi_ssid.as_str()), Some("net"));
+}
+
+#[test]
+fn connect_carries_client_id_and_will() {
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    r.bridge.handle_wifi(true, r.now);
+    let mut c = config(1);
+    c.will = Some(Will {
+        topic: "dead/bridge-test",
+        payload: b"gone",
+        qos: QoS::AtLeastOnce,
+        retain: true,
+    });
+    r.request(&Request::Configure(c));
+    r.bridge.handle_link_up(r.now);
+    assert_eq!(
+        r.broker_reads(),
+        vec![Pk::Connect {
+            client_id: "bridge-test".into(),
+            clean: false,
+            will: Some("dead/bridge-test".into())
+        }]
+    );
+}
+
+#[test]
+fn qos1_puback_reaches_the_target_only_after_the_broker_puback() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    assert_eq!(
+        r.request(&publish(7, "t/a", &[0, 255, 128], QoS::AtLeastOnce, true)),
+        vec![]
+    );
+    let sent = r.broker_reads();
+    let [Pk::Publish {
+        topic,
+        payload,
+        qos: 1,
+        retain: true,
+        dup: false,
+        pid: Some(pid),
+    }] = &sent[..]
+    else {
+        panic!("{sent:?}")
+    };
+    assert_eq!((topic.as_str(), &payload[..]), ("t/a", &[0u8, 255, 128][..]));
+    r.advance(100);
+    assert_eq!(r.pump(), vec![], "no PubAck before the broker's");
+    r.broker_sends(&Packet::PubAck(*pid));
+    assert_eq!(r.pump(), vec![Ev::PubAck(7)]);
+    assert_eq!(r.bridge.stats().published, 1);
+}
+
+#[test]
+fn qos0_puback_once_written_to_the_broker() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    assert_eq!(r.request(&publish(8, "t/b", b"zero", QoS::AtMostOnce, false)), vec![]);
+    let sent = r.broker_reads();
+    assert!(
+        matches!(
+            &sent[..],
+            [Pk::Publish {
+                qos: 0,
+                retain: false,
+                pid: None,
+                ..
+            }]
+        ),
+        "{sent:?}"
+    );
+    assert_eq!(r.pump(), vec![Ev::PubAck(8)]);
+}
+
+#[test]
+fn several_publications_in_flight_complete_in_any_order() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    for id in 1..=5 {
+        r.request(&publish(id, "w", b"p", QoS::AtLeastOnce, false));
+    }
+    let pids: Vec<u16> = r
+        .broker_reads()
+        .into_iter()
+        .filter_map(|p| match p {
+            Pk::Publish { pid, .. } => pid,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pids.len(), 5, "a window of 5 in flight at once");
+    for pid in pids.iter().rev() {
+        r.broker_sends(&Packet::PubAck(*pid));
+    }
+    let mut acked: Vec<Ev> = r.pump();
+    acked.sort_by_key(|e| std::format!("{e:?}"));
+    assert_eq!(acked, (1..=5).map(Ev::PubAck).collect::<Vec<_>>());
+}
+
+#[test]
+fn publications_are_queued_offline_and_sent_after_connect() {
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    r.bridge.handle_wifi(true, r.now);
+    r.request(&Request::Configure(config(1)));
+    r.bridge.handle_link_failed(r.now, DownReason::Unreachable);
+    r.request(&publish(1, "q", b"1", QoS::AtLeastOnce, false));
+    let mut seen = vec![];
+    r.advance(60_000);
+    r.connect(true, &mut seen);
+    let sent = r.broker_reads();
+    assert!(matches!(&sent[..], [Pk::Publish { pid: Some(_), .. }]), "{sent:?}");
+}
+
+#[test]
+fn a_duplicate_publication_id_is_published_once() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    r.request(&publish(5, "d", b"1", QoS::AtLeastOnce, false));
+    r.request(&publish(5, "d", b"1", QoS::AtLeastOnce, false));
+    let sent = r.broker_reads();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+}
+
+#[test]
+fn wildcard_topics_qos2_and_long_filters_get_typed_errors() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    assert_eq!(
+        r.request(&publish(1, "a/+/b", b"", QoS::AtLeastOnce, false)),
+        vec![Ev::Error(1, ErrorKind::InvalidTopic)]
+    );
+    assert_eq!(
+        r.request(&publish(2, "a/b", b"", QoS::Unknown(2), false)),
+        vec![Ev::Error(2, ErrorKind::Unsupported)]
+    );
+    assert_eq!(
+        r.request(&publish(3, "", b"", QoS::AtMostOnce, false)),
+        vec![Ev::Error(3, ErrorKind::InvalidTopic)]
+    );
+    let long = "x".repeat(200);
+    assert_eq!(
+        r.request(&Request::Subscribe {
+            id: 4,
+            filter: &long,
+            qos: QoS::AtMostOnce
+        }),
+        vec![Ev::Error(4, ErrorKind::TooLong)]
+    );
+    assert_eq!(
+        r.request(&Request::Subscribe {
+            id: 5,
+            filter: "a/#/b",
+            qos: QoS::AtMostOnce
+        }),
+        vec![Ev::Error(5, ErrorKind::InvalidTopic)]
+    );
+    assert_eq!(r.broker_reads(), vec![]);
+}
+
+#[test]
+fn full_queue_refuses_with_queue_full_and_backpressure_until_a_publication_completes() {
+    let mut r = Rig::<Small>::new();
+    assert_eq!(r.pump(), vec![Ev::Ready { version: 1, window: 2 }]);
+    r.bridge.handle_wifi(true, r.now);
+    r.request(&Request::Configure(config(1)));
+    assert_eq!(r.request(&publish(1, "f", b"1", QoS::AtLeastOnce, false)), vec![]);
+    assert_eq!(r.request(&publish(2, "f", b"2", QoS::AtLeastOnce, false)), vec![]);
+    assert_eq!(
+        r.request(&publish(3, "f", b"3", QoS::AtLeastOnce, false)),
+        vec![
+            Ev::Error(3, ErrorKind::QueueFull),
+            Ev::Status(Status::Backpressure { full: true })
+        ]
+    );
+    assert_eq!(
+        r.request(&publish(4, "f", b"4", QoS::AtLeastOnce, false)),
+        vec![Ev::Error(4, ErrorKind::QueueFull)],
+        "backpressure is reported once"
+    );
+    let mut seen = vec![];
+    r.connect(false, &mut seen);
+    let first = r
+        .broker_reads()
+        .into_iter()
+        .find_map(|p| match p {
+            Pk::Publish { pid, .. } => pid,
+            _ => None,
+        })
+        .expect("publish");
+    r.broker_sends(&Packet::PubAck(first));
+    let ev = r.pump();
+    assert!(ev.contains(&Ev::Status(Status::Backpressure { full: false })), "{ev:?}");
+    assert_eq!(r.bridge.stats().queue_high_water, 2);
+    assert_eq!(r.request(&publish(3, "f", b"3", QoS::AtLeastOnce, false)), vec![]);
+}
+
+fn subscribe(r: &mut Rig<Std>, id: u16, filter: &'static str) {
+    r.request(&Request::Subscribe {
+        id,
+        filter,
+        qos: QoS::AtLeastOnce,
+    });
+    let sent = r.broker_reads();
+    let [Pk::Subscribe { pid, filters }] = &sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(filters, &vec![(filter.to_string(), 1)]);
+    r.broker_sends(&Packet::SubAck(SubAck {
+        packet_id: *pid,
+        codes: &[1],
+    }));
+    assert_eq!(r.pump(), vec![Ev::SubAck(id, SubResult::Granted(QoS::AtLeastOnce))]);
+}
+
+#[test]
+fn incoming_qos1_is_acknowledged_to_the_broker_only_after_the_target_acks() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    subscribe(&mut r, 1, "s/#");
+    r.broker_sends(&broker_publish("s/x", &[1, 2, 3], Some(42), false));
+    let ev = r.pump();
+    let [Ev::Message {
+        id,
+        topic,
+        payload,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        dup: false,
+    }] = &ev[..]
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!((topic.as_str(), &payload[..]), ("s/x", &[1u8, 2, 3][..]));
+    assert_eq!(r.broker_reads(), vec![], "no PUBACK before the target's ack");
+    r.request(&Request::Ack { id: *id });
+    assert_eq!(r.broker_reads(), vec![Pk::PubAck(42)]);
+    assert_eq!(r.bridge.stats().delivered, 1);
+}
+
+#[test]
+fn an_ack_from_an_earlier_connection_does_not_acknowledge_a_reused_packet_id() {
+    let (mut r, _) = Rig::<Std>::connected(true);
+    r.broker_sends(&broker_publish("s/x", b"old", Some(5), false));
+    let Ev::Message { id: old, .. } = r.pump()[0].clone() else {
+        panic!()
+    };
+    r.bridge.handle_link_down(r.now);
+    let mut seen = r.pump();
+    assert_eq!(
+        seen,
+        vec![Ev::Status(Status::BrokerDown {
+            reason: DownReason::Closed
+        })]
+    );
+    r.advance(60_000);
+    r.connect(true, &mut seen);
+    r.broker_sends(&broker_publish("s/x", b"old", Some(5), true));
+    let ev = r.pump();
+    let [Ev::Message { id: new, dup: true, .. }] = ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert_ne!(old, new);
+    r.request(&Request::Ack { id: old });
+    assert_eq!(r.broker_reads(), vec![], "a stale ack acknowledges nothing");
+    r.request(&Request::Ack { id: new });
+    assert_eq!(r.broker_reads(), vec![Pk::PubAck(5)]);
+}
+
+#[test]
+fn messages_wait_in_the_session_while_the_link_queue_is_full() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    subscribe(&mut r, 1, "f/#");
+    let payload = [0xA5u8; 1000];
+    let mut taken = 0;
+    for i in 0..20u16 {
+        let mut buf = vec![0u8; 2048];
+        let n = v311::encode(&broker_publish("f/x", &payload, Some(100 + i), false), &mut buf).expect("enc");
+        taken += r.bridge.handle_bytes(&buf[..n], r.now);
+        let _ = r.bridge.poll(r.now);
+    }
+    assert!(r.bridge.port().tx_pending() <= 4096);
+    assert!(
+        taken < 20 * 1000,
+        "the session stopped reading: the broker holds the rest"
+    );
+    // The target drains the link: everything taken so far arrives, none lost or duplicated.
+    let ev = r.pump();
+    let n = ev.iter().filter(|e| matches!(e, Ev::Message { .. })).count();
+    assert!((2..20).contains(&n), "{n}");
+}
+
+#[test]
+fn repeated_connection_failures_send_one_status_and_refusals_map_their_reason() {
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    r.bridge.handle_wifi(true, r.now);
+    r.request(&Request::Configure(config(1)));
+    for _ in 0..3 {
+        r.bridge.handle_link_failed(r.now, DownReason::Unreachable);
+        r.advance(60_000);
+    }
+    assert_eq!(
+        r.pump(),
+        vec![Ev::Status(Status::BrokerDown {
+            reason: DownReason::Unreachable
+        })]
+    );
+    r.bridge.handle_link_up(r.now);
+    r.broker_reads();
+    r.broker_sends(&Packet::ConnAck(ConnAck {
+        session_present: false,
+        code: ConnectReturnCode::BadUserNameOrPassword,
+    }));
+    assert_eq!(
+        r.pump(),
+        vec![Ev::Status(Status::BrokerDown {
+            reason: DownReason::RefusedCredentials
+        })]
+    );
+    let retry = r.bridge.poll_at().expect("a retry is scheduled");
+    assert!(
+        retry.saturating_since(r.now) >= Duration::from_secs(5),
+        "backed off, not a storm"
+    );
+}
+
+#[test]
+fn a_half_open_connection_is_reported_as_keepalive_timeout() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    let mut pinged = false;
+    for _ in 0..40 {
+        r.advance(500);
+        pinged |= r.broker_reads().contains(&Pk::PingReq);
+    }
+    assert!(pinged);
+    assert_eq!(
+        r.pump(),
+        vec![Ev::Status(Status::BrokerDown {
+            reason: DownReason::KeepaliveTimeout
+        })]
+    );
+    assert!(!r.bridge.is_link_up());
+}
+
+#[test]
+fn garbage_from_the_broker_is_a_protocol_error_and_a_reconnect() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    r.bridge.handle_bytes(&[0xF0, 0x00, 0xFF, 0xFF], r.now);
+    assert_eq!(
+        r.pump(),
+        vec![Ev::Status(Status::BrokerDown {
+            reason: DownReason::ProtocolError
+        })]
+    );
+    r.advance(60_000);
+    assert!(r.bridge.wants_link(r.now));
+}
+
+#[test]
+fn wifi_down_ends_the_connection_with_no_network() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    r.bridge.handle_wifi(false, r.now);
+    assert_eq!(
+        r.pump(),
+        vec![
+            Ev::Status(Status::WifiDown),
+            Ev::Status(Status::BrokerDown {
+                reason: DownReason::NoNetwork
+            })
+        ]
+    );
+    r.advance(60_000);
+    assert!(!r.bridge.wants_link(r.now), "no connection attempts without WiFi");
+}
+
+#[test]
+fn time_comes_from_the_wall_clock_the_runner_supplies_and_stats_count_frames() {
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    assert_eq!(r.request(&Request::TimeRequest), vec![Ev::Time(None)]);
+    r.bridge.set_wall_clock(r.now, 1_700_000_000_000);
+    r.advance(1_500);
+    assert_eq!(
+        r.request(&Request::TimeRequest),
+        vec![Ev::Time(Some(1_700_000_001_500))]
+    );
+    r.bridge.set_link_resyncs(3);
+    let ev = r.request(&Request::StatsRequest);
+    let [Ev::Stats(s)] = ev[..] else { panic!("{ev:?}") };
+    assert_eq!((s.frames_rx, s.frames_tx, s.resyncs), (3, 3, 3));
+}
+
+#[test]
+fn a_damaged_frame_is_counted_and_the_next_one_taken() {
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    for b in [0x05u8, 0x01, 0x77, 0x00] {
+        assert!(r.bridge.port().rx(b));
+    }
+    assert_eq!(r.request(&Request::Ping { id: 1 }), vec![Ev::Pong(1)]);
+    let ev = r.request(&Request::StatsRequest);
+    let [Ev::Stats(s)] = ev[..] else { panic!("{ev:?}") };
+    assert_eq!(s.frame_errors, 1);
+}
+
+#[test]
+fn the_same_configuration_keeps_the_session_and_another_replaces_it() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    r.request(&publish(9, "k", b"1", QoS::AtLeastOnce, false));
+    r.broker_reads();
+    assert_eq!(
+        r.request(&Request::Configure(config(1))),
+        vec![
+            Ev::Status(Status::WifiUp),
+            Ev::Status(Status::BrokerUp { session_present: true })
+        ]
+    );
+    assert!(r.bridge.is_link_up(), "kept");
+    let mut other = config(1);
+    other.client_id = "other";
+    let ev = r.request(&Request::Configure(other));
+    assert_eq!(ev[0], Ev::Error(9, ErrorKind::Refused), "{ev:?}");
+    assert!(ev.contains(&Ev::Status(Status::WifiUp)));
+}
+
+#[test]
+fn unsubscribe_is_answered_after_the_broker_unsuback() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    subscribe(&mut r, 1, "u/#");
+    r.request(&Request::Unsubscribe { id: 2, filter: "u/#" });
+    let sent = r.broker_reads();
+    let [Pk::Unsubscribe { pid }] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(r.pump(), vec![]);
+    r.broker_sends(&Packet::UnsubAck(pid));
+    assert_eq!(r.pump(), vec![Ev::UnsubAck(2)]);
+}
