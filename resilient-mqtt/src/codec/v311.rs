@@ -415,7 +415,11 @@ pub fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, EncodeError>
     match packet {
         Packet::Connect(c) => {
             w.bytes(b"MQTT")?;
-            w.u8(4)?;
+            // A decoded CONNECT of another level encodes back to that level.
+            w.u8(match c.protocol {
+                ProtocolLevel::V311 => 4,
+                ProtocolLevel::Unknown(level) => level,
+            })?;
             let mut flags = u8::from(c.clean_session) << 1;
             if let Some(will) = &c.will {
                 flags |= 0x04 | ((will.qos as u8) << 3) | (u8::from(will.retain) << 5);
