@@ -251,9 +251,13 @@ proptest! {
 /// Found by the `decode` fuzz target: a CONNECT of protocol level 0 decoded as `Unknown(0)` but encoded as level 4.
 #[test]
 fn connect_of_another_level_encodes_back_to_that_level() {
-    let mut bytes = vec![0x10, 0x1c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x00, 0x00, 0x00, 0x00, 0x00, 0x10];
+    let mut bytes = vec![
+        0x10, 0x1c, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+    ];
     bytes.extend_from_slice(&[b'V'; 16]);
-    let (packet, n) = resilient_mqtt::codec::v311::decode(&bytes, 64).expect("valid").expect("complete");
+    let (packet, n) = resilient_mqtt::codec::v311::decode(&bytes, 64)
+        .expect("valid")
+        .expect("complete");
     assert_eq!(n, bytes.len());
     let mut buf = [0u8; 64];
     let m = resilient_mqtt::codec::v311::encode(&packet, &mut buf).expect("encodes");
