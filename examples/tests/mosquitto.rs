@@ -1,0 +1,372 @@
+//! End to end through a real Mosquitto broker (started here on a free 127.0.0.1 port), the host bridge (the real
+//! bridge service over real TCP) and a simulated target (the real target driver on simulated wires), with
+//! Mosquitto's own clients on the other side. Needs `/usr/sbin/mosquitto`, `mosquitto_sub` and `mosquitto_pub`
+//! (`./scripts/test.sh` installs them).
+//!
+//! The tests take one lock: each runs a busy bridge and target, and a 2-core machine should not run several.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bridge_firmware::host::{BrokerAddr, HostBridge, HostOptions};
+use examples::{echo, free_port, target_config, wait_listening, wait_status, with_target, EchoOptions};
+use protocol::sim::Wires;
+use target_driver::{Event, QoS, Status};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Mosquitto {
+    port: u16,
+    conf: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    fn start(tag: &str, persistence: bool) -> Self {
+        let port = free_port().expect("port");
+        let dir = std::env::temp_dir().join(format!("bridge-e2e-{tag}-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 10000\nlog_dest file {}\n",
+            dir.join("log").display()
+        );
+        if persistence {
+            conf += &format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
+                dir.display()
+            );
+        }
+        let conf_path = dir.join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).expect("conf");
+        let mut m = Mosquitto {
+            port,
+            conf: conf_path,
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            std::path::Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing (./scripts/test.sh installs it)"
+        );
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        assert!(
+            wait_listening(self.port, Duration::from_secs(10)),
+            "mosquitto did not listen on {}",
+            self.port
+        );
+    }
+
+    fn addr(&self) -> BrokerAddr {
+        BrokerAddr {
+            host: "127.0.0.1".into(),
+            port: self.port,
+        }
+    }
+
+    /// SIGKILL: no chance to save anything more or say goodbye.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `mosquitto_sub` whose output lines (`topic|retain|hex payload`) arrive on a channel.
+struct Sub {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Sub {
+    fn start(port: u16, filter: &str, extra: &[&str]) -> Sub {
+        let mut child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                filter,
+                "-q",
+                "1",
+                "-F",
+                "%t|%r|%x",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (install mosquitto-clients)");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Sub { child, lines }
+    }
+
+    /// Waits until the subscription is in place: publishes a sentinel until it comes back.
+    fn ready(&self, port: u16, topic: &str) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            pub_(port, topic, b"sentinel", false);
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+                if line.starts_with(topic) {
+                    return;
+                }
+            }
+        }
+        panic!("mosquitto_sub never saw its sentinel");
+    }
+
+    fn next(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pub_(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    let file = std::env::temp_dir().join(format!("bridge-e2e-pub-{}-{port}", std::process::id()));
+    std::fs::write(&file, payload).expect("payload file");
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-q", "1", "-f"])
+        .arg(&file);
+    if retain {
+        cmd.arg("-r");
+    }
+    let status = cmd.status().expect("mosquitto_pub (install mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub failed");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn all_bytes() -> Vec<u8> {
+    (0..=255u8).collect()
+}
+
+fn bridge(wires: &Arc<Wires>, broker: &Mosquitto) -> HostBridge {
+    HostBridge::spawn(
+        Arc::clone(wires),
+        HostOptions {
+            broker: Some(broker.addr()),
+            ..HostOptions::default()
+        },
+    )
+    .expect("bridge")
+}
+
+#[test]
+fn target_to_mosquitto_sub_keeps_every_byte_and_the_retain_flag() {
+    let _serial = serial();
+    let broker = Mosquitto::start("bytes", false);
+    let sub = Sub::start(broker.port, "e2e/bytes/#", &[]);
+    sub.ready(broker.port, "e2e/bytes/sentinel");
+    let wires = Wires::new();
+    let _bridge = bridge(&wires, &broker);
+    let payload = all_bytes();
+    let reversed: Vec<u8> = payload.iter().rev().copied().collect();
+    let done = with_target(
+        &wires,
+        target_config(&broker.addr(), "e2e-bytes"),
+        Duration::from_secs(60),
+        async |c| {
+            let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
+            assert!(up.is_some(), "broker never came up");
+            // QoS 0 completes once queued to the link: the QoS 1 publications after it (acknowledged end to end)
+            // prove that it went out before the target stops.
+            c.publish("e2e/bytes/zero", &payload, QoS::AtMostOnce, false)
+                .await
+                .expect("publish");
+            c.publish("e2e/bytes/plain", &payload, QoS::AtLeastOnce, false)
+                .await
+                .expect("publish");
+            c.publish("e2e/bytes/retained", &reversed, QoS::AtLeastOnce, true)
+                .await
+                .expect("publish");
+        },
+    );
+    assert!(done.is_some(), "the target did not finish");
+    let mut got = Vec::new();
+    while got.iter().filter(|l: &&String| !l.contains("sentinel")).count() < 3 {
+        let line = sub.next(Duration::from_secs(20));
+        got.push(line.unwrap_or_else(|| panic!("mosquitto_sub saw only {got:?}")));
+    }
+    got.retain(|l| !l.contains("sentinel"));
+    // A live subscriber gets retain 0 even for a retained publication (MQTT 3.1.1, 3.3.1.3).
+    assert!(got.contains(&format!("e2e/bytes/plain|0|{}", hex(&payload))), "{got:?}");
+    assert!(
+        got.contains(&format!("e2e/bytes/retained|0|{}", hex(&reversed))),
+        "{got:?}"
+    );
+    assert!(got.contains(&format!("e2e/bytes/zero|0|{}", hex(&payload))), "{got:?}");
+    // A new subscriber: retain true stayed true, retain false stayed false (nothing retained on that topic).
+    let late = Sub::start(broker.port, "e2e/bytes/#", &[]);
+    let line = late.next(Duration::from_secs(20)).expect("the retained message");
+    assert_eq!(line, format!("e2e/bytes/retained|1|{}", hex(&reversed)));
+    assert_eq!(late.next(Duration::from_secs(2)), None, "only one message was retained");
+}
+
+#[test]
+fn mosquitto_pub_reaches_the_target_through_wildcard_filters() {
+    let _serial = serial();
+    let broker = Mosquitto::start("wild", false);
+    let wires = Wires::new();
+    let _bridge = bridge(&wires, &broker);
+    let port = broker.port;
+    let got = with_target(
+        &wires,
+        target_config(&broker.addr(), "e2e-wild"),
+        Duration::from_secs(60),
+        async |c| {
+            let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
+            assert!(up.is_some(), "broker never came up");
+            c.subscribe("e2e/in/+/x", QoS::AtLeastOnce).await.expect("subscribe +");
+            c.subscribe("e2e/deep/#", QoS::AtLeastOnce).await.expect("subscribe #");
+            // The publisher runs in its own thread while this task keeps taking events.
+            let publisher = std::thread::spawn(move || {
+                pub_(port, "e2e/in/a/x", &all_bytes(), false);
+                pub_(port, "e2e/in/b/y", b"not for us", false);
+                pub_(port, "e2e/other", b"not for us either", false);
+                pub_(port, "e2e/deep/1/2/3", b"deep", false);
+            });
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 2048];
+            let start = Instant::now();
+            while got.len() < 2 && start.elapsed() < Duration::from_secs(30) {
+                let ev = embassy_futures::select::select(
+                    c.next_event(&mut buf),
+                    embassy_time::Timer::after(embassy_time::Duration::from_millis(200)),
+                )
+                .await;
+                if let embassy_futures::select::Either::First(Event::Message(m)) = ev {
+                    got.push((m.topic.to_string(), m.payload.to_vec(), m.retain));
+                }
+            }
+            let _ = publisher.join();
+            got
+        },
+    )
+    .expect("the target finished");
+    assert_eq!(
+        got,
+        vec![
+            ("e2e/in/a/x".to_string(), all_bytes(), false),
+            ("e2e/deep/1/2/3".to_string(), b"deep".to_vec(), false)
+        ]
+    );
+}
+
+#[test]
+fn broker_sigkill_and_restart_loses_no_acknowledged_qos1_message() {
+    let _serial = serial();
+    let broker = Arc::new(Mutex::new(Mosquitto::start("kill", true)));
+    let addr = broker.lock().expect("broker").addr();
+    let wires = Wires::new();
+    let host = Arc::new(
+        HostBridge::spawn(
+            Arc::clone(&wires),
+            HostOptions {
+                broker: Some(addr.clone()),
+                ..HostOptions::default()
+            },
+        )
+        .expect("bridge"),
+    );
+    // Kill the broker once the bridge has had 30 publications acknowledged, restart it 300 ms later.
+    let killer = {
+        let (broker, host) = (Arc::clone(&broker), Arc::clone(&host));
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while host.stats().link.published < 30 && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let mut b = broker.lock().expect("broker");
+            b.kill();
+            std::thread::sleep(Duration::from_millis(300));
+            b.restart();
+        })
+    };
+    let mut config = target_config(&addr, "e2e-kill");
+    config.clean_session = false;
+    let opts = EchoOptions {
+        count: 100,
+        qos: QoS::AtLeastOnce,
+        payload_size: 64,
+        prefix: "e2e/kill".into(),
+        concurrency: 4,
+        linger: Duration::from_secs(10),
+    };
+    let report = with_target(&wires, config, Duration::from_secs(100), async |c| {
+        let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
+        assert!(up.is_some(), "broker never came up");
+        echo(&c, &opts).await
+    })
+    .expect("the target finished")
+    .expect("echo");
+    killer.join().expect("killer");
+    let stats = host.stats();
+    eprintln!(
+        "sent {}, acknowledged {}, received {}, duplicates {}, reconnects {}, statuses {:?}",
+        opts.count, report.published, report.received, report.duplicates, stats.link.reconnects, report.statuses
+    );
+    assert!(
+        stats.link.reconnects >= 1,
+        "the broker was killed: the bridge reconnected"
+    );
+    assert!(
+        report.statuses.iter().any(|s| matches!(s, Status::BrokerDown(_))),
+        "the target was told: {:?}",
+        report.statuses
+    );
+    assert_eq!(report.published, opts.count, "every publication completed");
+    assert_eq!(report.corrupt, 0);
+    assert_eq!(report.lost(), 0, "nothing acknowledged was lost");
+}
