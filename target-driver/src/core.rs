@@ -35,7 +35,7 @@ pub struct Token(pub u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Outcome {
-    /// The publication was acknowledged by the broker (QoS 1) or handed to the bridge (QoS 0).
+    /// The publication was acknowledged by the broker (QoS 1) or written to the broker by the bridge (QoS 0).
     Published,
     /// The subscription was granted at this QoS.
     Subscribed(QoS),
@@ -392,14 +392,8 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         self.ping = None;
         self.ping_due = false;
         self.backpressure = false;
-        self.acks.clear();
         self.port.clear();
-        for p in self.pending.iter_mut() {
-            p.sent = false;
-        }
-        for s in self.subs.iter_mut() {
-            s.sent = false;
-        }
+        self.reset_state_for_restore();
         self.status(Status::BridgeReset(reason));
     }
 
@@ -541,11 +535,22 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         self.complete(id, Err(Error::Refused(kind)));
     }
 
+    /// After a bridge reset or restart: everything is to be sent again, except QoS 0 publications already handed
+    /// over, which end with [`Error::BridgeReset`] (at most once: they may or may not have reached the broker).
     fn reset_state_for_restore(&mut self) {
         self.acks.clear();
         self.backpressure = false;
-        for p in self.pending.iter_mut() {
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            if p.qos == QoS::AtMostOnce && p.sent {
+                let id = p.id;
+                self.pending.swap_remove(i);
+                self.complete(id, Err(Error::BridgeReset));
+                continue;
+            }
             p.sent = false;
+            i += 1;
         }
         for s in self.subs.iter_mut() {
             s.sent = false;
@@ -639,13 +644,6 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 if self.port.send(&req).is_err() {
                     return;
                 }
-                if p.qos == QoS::AtMostOnce {
-                    // At most once: handed over, nothing to keep.
-                    let id = p.id;
-                    self.pending.swap_remove(i);
-                    self.complete(id, Ok(Outcome::Published));
-                    continue;
-                }
                 if p.tried {
                     self.stats.resent += 1;
                 }
@@ -659,7 +657,8 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     // ----- the application's side -----
 
     /// Starts a publication. QoS 1: it is kept (and resent after a bridge reset) until the broker acknowledges it;
-    /// the outcome comes under the returned token. QoS 0: the outcome comes once it is handed to the bridge.
+    /// the outcome comes under the returned token. QoS 0: the outcome comes when the bridge says it wrote it to the
+    /// broker, or [`Error::BridgeReset`] if the bridge was reset first (it is not resent: at most once).
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<Token, Error> {
         check_topic(topic, T)?;
         if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {

@@ -37,6 +37,9 @@ pub enum Error {
     Refused(ErrorKind),
     /// The broker refused the subscription.
     SubscriptionFailed,
+    /// The bridge was reset before it confirmed this QoS 0 publication, which is not resent (at most once): it may
+    /// or may not have reached the broker.
+    BridgeReset,
 }
 
 impl core::fmt::Display for TopicError {
@@ -62,6 +65,7 @@ impl core::fmt::Display for Error {
             Error::WouldBlock => f.write_str("no room now; retry later"),
             Error::Refused(kind) => write!(f, "the bridge refused: {kind:?}"),
             Error::SubscriptionFailed => f.write_str("the broker refused the subscription"),
+            Error::BridgeReset => f.write_str("the bridge was reset before it confirmed this QoS 0 publication"),
         }
     }
 }

@@ -128,7 +128,11 @@ fn bridge_reset_resends_unacked_qos1_and_replays_subscriptions_but_not_qos0() {
     let t2 = core.publish("b", b"2", QoS::AtLeastOnce, false).expect("p2");
     let t0 = core.publish("c", b"0", QoS::AtMostOnce, false).expect("p0");
     assert_eq!(sent(&mut core).len(), 4);
-    assert_eq!(core.outcome(t0), Some(Ok(Outcome::Published)));
+    assert_eq!(
+        core.outcome(t0),
+        None,
+        "QoS 0 completes when the bridge confirms it, not when queued"
+    );
     deliver(&mut core, &BridgeEvent::PubAck { id: t1.0 }, at(300));
     // The bridge goes silent: watchdog ping at 300 + 2000, no answer within 1 s: reset.
     core.handle_timeout(at(2300));
@@ -144,6 +148,21 @@ fn bridge_reset_resends_unacked_qos1_and_replays_subscriptions_but_not_qos0() {
     );
     assert_eq!(core.stats().resent, 1);
     assert_eq!(core.outcome(t2), None);
+    assert_eq!(
+        core.outcome(t0),
+        Some(Err(Error::BridgeReset)),
+        "a QoS 0 publication in flight must end, not hang"
+    );
+}
+
+#[test]
+fn qos0_publication_completes_on_the_bridges_confirmation() {
+    let mut core = up();
+    let t = core.publish("a", b"0", QoS::AtMostOnce, false).expect("p");
+    assert_eq!(sent(&mut core), [format!("publish {} a", t.0)]);
+    assert_eq!(core.outcome(t), None);
+    deliver(&mut core, &BridgeEvent::PubAck { id: t.0 }, at(300));
+    assert_eq!(core.outcome(t), Some(Ok(Outcome::Published)));
 }
 
 #[test]
