@@ -882,3 +882,9 @@ fn receiver_tolerates_extra_zeros_before_the_marker_one() {
     let expected = bits("1111111111111111 001 10100000 10100000 10000000 11011011 01001111 0 1111111111111111");
     assert_eq!(slave_receives(&expected), [0x05, 0x05, 0x01, 0xDB, 0xF2, 0x00]);
 }
+
+#[test]
+fn max_bits_without_sync_is_the_documented_value() {
+    // docs/protocol.md, section 10: the longest frame, stuffed, plus a preamble.
+    assert_eq!(protocol::link::MAX_BITS_WITHOUT_SYNC, 11_609);
+}

@@ -22,4 +22,4 @@ pub mod bits;
 mod engine;
 
 pub use bits::LinkIo;
-pub use engine::{Fault, LinkStats, Master, Slave, Step, Wait};
+pub use engine::{Fault, LinkStats, Master, Slave, Step, Wait, MAX_BITS_WITHOUT_SYNC};
