@@ -69,6 +69,17 @@ impl Explorer<'_> {
             n.s_injected = true;
             out.push(n);
         }
+        // A bounded receiver's application takes a byte, making room for one more.
+        if w.m_io.rx_room == Some(0) {
+            let mut n = w.clone();
+            n.m_io.rx_room = Some(1);
+            out.push(n);
+        }
+        if w.s_io.rx_room == Some(0) {
+            let mut n = w.clone();
+            n.s_io.rx_room = Some(1);
+            out.push(n);
+        }
         // Master.
         let mut n = w.clone();
         let moved = match w.mpc {
@@ -95,7 +106,8 @@ impl Explorer<'_> {
                 let ready = match wait {
                     Wait::PeerClk(level) => w.b_clk == level,
                     Wait::Idle => !w.b_dat || w.m_io.tx_ready_pub(),
-                    Wait::RxFull | Wait::Fault(_) => panic!("unexpected {wait:?}"),
+                    Wait::RxFull => w.m_io.rx_room != Some(0),
+                    Wait::Fault(_) => panic!("unexpected {wait:?}"),
                 };
                 n.mpc = Pc::ReadClk;
                 ready
@@ -130,6 +142,7 @@ impl Explorer<'_> {
                 let ready = match wait {
                     // A slave also steps again when a frame becomes ready (to ask for service).
                     Wait::PeerClk(level) => w.t_clk == level || (w.s_io.tx_ready_pub() && w.s.outputs().1),
+                    Wait::RxFull => w.s_io.rx_room != Some(0),
                     other => panic!("unexpected {other:?}"),
                 };
                 n.spc = Pc::ReadClk;
@@ -202,6 +215,11 @@ impl TxReady for QueueIo {
 }
 
 fn explore(m_frame: &[u8], s_frame: &[u8]) -> (usize, usize) {
+    explore_with(m_frame, s_frame, None)
+}
+
+/// `room`: bytes each receiver takes before its application must make room again (`None`: unbounded).
+fn explore_with(m_frame: &[u8], s_frame: &[u8], room: Option<usize>) -> (usize, usize) {
     let m = Master::new();
     let s = Slave::new();
     let (t_clk, t_dat) = m.outputs();
@@ -209,8 +227,14 @@ fn explore(m_frame: &[u8], s_frame: &[u8]) -> (usize, usize) {
     let start = World {
         m,
         s,
-        m_io: QueueIo::default(),
-        s_io: QueueIo::default(),
+        m_io: QueueIo {
+            rx_room: room,
+            ..QueueIo::default()
+        },
+        s_io: QueueIo {
+            rx_room: room,
+            ..QueueIo::default()
+        },
         mpc: Pc::ReadClk,
         spc: Pc::ReadClk,
         t_clk,
@@ -241,5 +265,13 @@ fn every_interleaving_delivers_one_byte_frames_both_ways() {
 fn every_interleaving_delivers_frames_with_long_runs_of_ones() {
     // 0xFF 0xFF forces a stuffed bit; 0x80 0x01 gives a long run of zeros.
     let (states, rests) = explore(&[0xFF, 0xFF, 0x7F, 0x00], &[0x80, 0x01, 0xFE, 0x00]);
+    println!("{states} states, {rests} resting states");
+}
+
+#[test]
+fn every_interleaving_delivers_frames_when_both_receivers_take_one_byte_at_a_time() {
+    // Flow control: each receiver has room for one byte until its application takes it, at any moment; the link
+    // must hold (the master stops clocking, the slave stretches its answer) and lose nothing.
+    let (states, rests) = explore_with(&[0x41, 0xFF, 0x00], &[0xFF, 0x01, 0x00], Some(0));
     println!("{states} states, {rests} resting states");
 }

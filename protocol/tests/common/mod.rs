@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+#[cfg(feature = "sim")]
 pub mod pair;
 
 use protocol::link::LinkIo;
