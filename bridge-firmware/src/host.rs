@@ -5,6 +5,10 @@
 //! packets to the broker and sleeps only when nothing moved. Connecting (DNS, TCP) happens on a helper thread and
 //! reading on one thread per connection, so the loop never blocks on the network. RST low resets the bridge: the
 //! connection is dropped (the broker publishes the will) and the bridge boots again with `Ready`.
+//!
+//! Test-only hook (for the end-to-end fault tests, off unless the variable is set): with
+//! `MQTT_BRIDGE_TEST_HANG_FILE=PATH`, a file appearing at `PATH` makes the bridge delete it and hang, answering
+//! neither the link nor the broker, until the target resets it through RST (as a hardware reset would).
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -248,8 +252,13 @@ fn connect(addr: BrokerAddr, timeout: StdDuration) -> Receiver<Result<TcpStream,
     rx
 }
 
+/// The test-only hang hook's variable (see the module documentation).
+const TEST_HANG_FILE: &str = "MQTT_BRIDGE_TEST_HANG_FILE";
+
 /// The main loop; returns when `stop` is set.
 pub fn run(wires: &Arc<Wires>, options: &HostOptions, stop: &AtomicBool, stats: &Mutex<HostStats>) {
+    let hang_file = std::env::var_os(TEST_HANG_FILE).map(std::path::PathBuf::from);
+    let mut hang_checked = std::time::Instant::now();
     let origin = std::time::Instant::now();
     let now = || Instant::from_millis(origin.elapsed().as_millis() as u64);
     let mut boots = 0u32;
@@ -290,6 +299,19 @@ pub fn run(wires: &Arc<Wires>, options: &HostOptions, stop: &AtomicBool, stats: 
             if rst.is_low().unwrap_or(false) {
                 log::warn!("reset by the target (RST low): dropping the broker connection and rebooting");
                 break;
+            }
+            if let Some(f) = hang_file
+                .as_ref()
+                .filter(|_| hang_checked.elapsed() >= StdDuration::from_millis(10))
+            {
+                hang_checked = std::time::Instant::now();
+                if std::fs::remove_file(f).is_ok() {
+                    log::warn!("test hook {TEST_HANG_FILE}: hanging until the target resets the bridge");
+                    while !rst.is_low().unwrap_or(false) && !stop.load(Ordering::Relaxed) {
+                        thread::sleep(StdDuration::from_micros(200));
+                    }
+                    continue;
+                }
             }
             let _ = link.poll(bridge.port(), 4096);
             let link_stats = link.stats();

@@ -1,0 +1,680 @@
+//! What the end-to-end tests share: a Mosquitto broker of each test's own, `mosquitto_sub` and `mosquitto_pub`, a
+//! TCP fault proxy, the host bridge as a child process, and a relay that keeps the target's simulated wires
+//! attached while that process is killed and started again.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bridge_firmware::host::BrokerAddr;
+use examples::{free_port, wait_listening};
+
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// One busy bridge and target at a time: a 2-core machine should not run several.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A scratch directory of the test's own, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "bridge-e2e-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub struct Mosquitto {
+    pub port: u16,
+    conf: PathBuf,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(tag: &str, persistence: bool) -> Self {
+        Self::start_with(tag, persistence, None)
+    }
+
+    /// `credentials`: only this user name and password may connect (`allow_anonymous false`).
+    pub fn start_with(tag: &str, persistence: bool, credentials: Option<(&str, &str)>) -> Self {
+        let port = free_port().expect("port");
+        let dir = TempDir::new(tag);
+        let mut conf = format!(
+            "listener {port} 127.0.0.1\nuser root\nmax_queued_messages 10000\nlog_dest file {}\n",
+            dir.path("log").display()
+        );
+        match credentials {
+            None => conf += "allow_anonymous true\n",
+            Some((user, password)) => {
+                let file = dir.path("passwd");
+                let status = Command::new("mosquitto_passwd")
+                    .arg("-c")
+                    .arg("-b")
+                    .arg(&file)
+                    .args([user, password])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .expect("mosquitto_passwd (install mosquitto)");
+                assert!(status.success(), "mosquitto_passwd failed");
+                conf += &format!("allow_anonymous false\npassword_file {}\n", file.display());
+            }
+        }
+        if persistence {
+            conf += &format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
+                dir.0.display()
+            );
+        }
+        let conf_path = dir.path("mosquitto.conf");
+        std::fs::write(&conf_path, conf).expect("conf");
+        let mut m = Mosquitto {
+            port,
+            conf: conf_path,
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing (./scripts/test.sh installs it)"
+        );
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        assert!(
+            wait_listening(self.port, Duration::from_secs(10)),
+            "mosquitto did not listen on {}",
+            self.port
+        );
+    }
+
+    pub fn addr(&self) -> BrokerAddr {
+        BrokerAddr {
+            host: "127.0.0.1".into(),
+            port: self.port,
+        }
+    }
+
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// SIGKILL: no chance to save anything more or say goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `mosquitto_sub` whose output lines (`topic|retain|hex payload`) arrive on a channel.
+pub struct Sub {
+    child: Child,
+    pub lines: Receiver<String>,
+}
+
+impl Sub {
+    pub fn start(port: u16, filter: &str, extra: &[&str]) -> Sub {
+        let mut child = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                filter,
+                "-q",
+                "1",
+                "-F",
+                "%t|%r|%x",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto_sub (install mosquitto-clients)");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Sub { child, lines }
+    }
+
+    /// Waits until the subscription is in place: publishes a sentinel until it comes back.
+    pub fn ready(&self, port: u16, topic: &str) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            pub_(port, topic, b"sentinel", false);
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
+                if line.starts_with(topic) {
+                    return;
+                }
+            }
+        }
+        panic!("mosquitto_sub never saw its sentinel");
+    }
+
+    pub fn next(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a `mosquitto_sub` on the echo's topics counted, by sequence number (the payload's first 4 bytes).
+#[derive(Default)]
+pub struct Counts {
+    /// Copies seen of each sequence number.
+    pub seen: BTreeMap<u32, u32>,
+    /// Other lines (sentinels, wills, ...).
+    pub other: Vec<String>,
+}
+
+impl Counts {
+    pub fn distinct(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn duplicates(&self) -> u32 {
+        self.seen.values().map(|n| n - 1).sum()
+    }
+}
+
+/// Counts the echo's messages at the broker, as a `mosquitto_sub` connected straight to it sees them.
+pub struct Tally {
+    _sub: Sub,
+    pub counts: Arc<Mutex<Counts>>,
+}
+
+impl Tally {
+    pub fn start(port: u16, prefix: &str) -> Tally {
+        let mut sub = Sub::start(port, &format!("{prefix}/#"), &[]);
+        sub.ready(port, &format!("{prefix}/sentinel"));
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let c = Arc::clone(&counts);
+        // This thread takes the subscriber's lines over.
+        let rx = std::mem::replace(&mut sub.lines, mpsc::channel().1);
+        std::thread::spawn(move || {
+            for line in rx.iter() {
+                let seq = line
+                    .rsplit('|')
+                    .next()
+                    .filter(|h| h.len() >= 8 && !line.contains("sentinel"))
+                    .and_then(|h| u32::from_str_radix(&h[..8], 16).ok())
+                    .map(|be| be.swap_bytes());
+                let mut c = c.lock().unwrap_or_else(|p| p.into_inner());
+                match seq {
+                    Some(s) => *c.seen.entry(s).or_insert(0) += 1,
+                    None => c.other.push(line),
+                }
+            }
+        });
+        Tally { _sub: sub, counts }
+    }
+
+    pub fn distinct(&self) -> usize {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).distinct()
+    }
+
+    /// Waits until `n` distinct messages arrived, up to `timeout`; the count then.
+    pub fn wait_distinct(&self, n: usize, timeout: Duration) -> usize {
+        let start = Instant::now();
+        while self.distinct() < n && start.elapsed() < timeout {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.distinct()
+    }
+}
+
+pub fn pub_(port: u16, topic: &str, payload: &[u8], retain: bool) {
+    let file = std::env::temp_dir().join(format!("bridge-e2e-pub-{}-{port}", std::process::id()));
+    std::fs::write(&file, payload).expect("payload file");
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-q", "1", "-f"])
+        .arg(&file);
+    if retain {
+        cmd.arg("-r");
+    }
+    let status = cmd.status().expect("mosquitto_pub (install mosquitto-clients)");
+    let _ = std::fs::remove_file(&file);
+    assert!(status.success(), "mosquitto_pub failed");
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn all_bytes() -> Vec<u8> {
+    (0..=255u8).collect()
+}
+
+/// One connection through the [`FaultProxy`].
+struct ProxyConn {
+    /// Forward nothing more either way, close nothing: half-open as far as both ends can tell.
+    blackhole: AtomicBool,
+    /// End both sides with an RST.
+    reset: AtomicBool,
+    /// When the client (the bridge) closed its side.
+    client_closed: Mutex<Option<Instant>>,
+}
+
+struct ProxyShared {
+    upstream: SocketAddr,
+    stop: AtomicBool,
+    conns: Mutex<Vec<Arc<ProxyConn>>>,
+    accepted: Mutex<Vec<Instant>>,
+}
+
+/// A TCP proxy in front of the broker that can blackhole or reset the connections it carries. New connections
+/// are forwarded normally whatever happened to the older ones (the network found another path).
+pub struct FaultProxy {
+    pub port: u16,
+    shared: Arc<ProxyShared>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let shared = Arc::new(ProxyShared {
+            upstream,
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+            accepted: Mutex::new(Vec::new()),
+        });
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || proxy_accept(listener, s));
+        FaultProxy { port, shared }
+    }
+
+    pub fn addr(&self) -> BrokerAddr {
+        BrokerAddr {
+            host: "127.0.0.1".into(),
+            port: self.port,
+        }
+    }
+
+    /// When each connection was accepted.
+    pub fn accepted(&self) -> Vec<Instant> {
+        self.shared.accepted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn conns(&self) -> Vec<Arc<ProxyConn>> {
+        self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Blackholes every current connection.
+    pub fn blackhole(&self) {
+        for c in self.conns() {
+            c.blackhole.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Ends every current connection with an RST on both sides.
+    pub fn reset(&self) {
+        for c in self.conns() {
+            c.reset.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The first time the client closed a connection, or a new connection came, after `since`.
+    pub fn client_gave_up_after(&self, since: Instant) -> Option<Instant> {
+        let closed = self
+            .conns()
+            .iter()
+            .filter_map(|c| *c.client_closed.lock().unwrap_or_else(|p| p.into_inner()))
+            .filter(|&t| t >= since)
+            .min();
+        let accepted = self.accepted().into_iter().filter(|&t| t >= since).min();
+        match (closed, accepted) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.reset();
+    }
+}
+
+fn proxy_accept(listener: TcpListener, shared: Arc<ProxyShared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((client, _)) => {
+                shared
+                    .accepted
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Instant::now());
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect(shared.upstream) else {
+                    rst(&client);
+                    continue;
+                };
+                let conn = Arc::new(ProxyConn {
+                    blackhole: AtomicBool::new(false),
+                    reset: AtomicBool::new(false),
+                    client_closed: Mutex::new(None),
+                });
+                shared
+                    .conns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Arc::clone(&conn));
+                for (from, to, from_client) in [(&client, &server, true), (&server, &client, false)] {
+                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
+                    let c = Arc::clone(&conn);
+                    std::thread::spawn(move || proxy_pump(from, to, &c, from_client));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return,
+        }
+    }
+}
+
+/// SO_LINGER 0: closing the socket sends an RST. The socket closes when its last handle is dropped.
+fn rst(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+fn proxy_pump(mut from: TcpStream, mut to: TcpStream, conn: &ProxyConn, from_client: bool) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if conn.reset.load(Ordering::SeqCst) {
+            rst(&from);
+            rst(&to);
+            return; // both pumps return within a read timeout: the last handles close with an RST
+        }
+        match from.read(&mut buf) {
+            Ok(0) => {
+                if from_client {
+                    *conn.client_closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                }
+                if !conn.blackhole.load(Ordering::SeqCst) {
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                }
+                return;
+            }
+            Ok(n) => {
+                if conn.blackhole.load(Ordering::SeqCst) {
+                    continue;
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => {
+                if from_client {
+                    *conn.client_closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                }
+                if !conn.blackhole.load(Ordering::SeqCst) {
+                    rst(&to);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps a target's shared wires (`Wires::share_unix(target_path, true)`) attached to whichever bridge process
+/// serves `bridge_path`: when the bridge process dies, the relay connects to the next one and tells it the levels
+/// of the lines the target drives (as wires that stay soldered would). The socket protocol is the one of
+/// `protocol::sim`: two bytes per level change, `[line, level]`.
+pub struct WireRelay {
+    pub target_path: PathBuf,
+    stop: Arc<AtomicBool>,
+}
+
+struct RelayState {
+    /// Last level of each line the target drives (TClk, TDat, Rst: lines 0, 1, 4).
+    levels: [Option<u8>; 5],
+    bridge: Option<UnixStream>,
+}
+
+impl WireRelay {
+    pub fn start(target_path: PathBuf, bridge_path: PathBuf) -> WireRelay {
+        let _ = std::fs::remove_file(&target_path);
+        let listener = UnixListener::bind(&target_path).expect("relay socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(RelayState {
+            levels: [None; 5],
+            bridge: None,
+        }));
+        let (s, st) = (Arc::clone(&stop), Arc::clone(&state));
+        std::thread::spawn(move || {
+            let Ok((target, _)) = listener.accept() else { return };
+            let Ok(mut from_target) = target.try_clone() else {
+                return;
+            };
+            // Target → bridge, remembering the levels.
+            let st2 = Arc::clone(&st);
+            std::thread::spawn(move || {
+                let mut msg = [0u8; 2];
+                while from_target.read_exact(&mut msg).is_ok() {
+                    let mut g = st2.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(l) = g.levels.get_mut(msg[0] as usize) {
+                        *l = Some(msg[1]);
+                    }
+                    if let Some(b) = g.bridge.as_mut() {
+                        if b.write_all(&msg).is_err() {
+                            g.bridge = None;
+                        }
+                    }
+                }
+            });
+            // Bridge → target, and reconnection to every new bridge process.
+            while !s.load(Ordering::SeqCst) {
+                let Ok(bridge) = UnixStream::connect(&bridge_path) else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(mut from_bridge) = bridge.try_clone() else {
+                    continue;
+                };
+                {
+                    let mut g = st.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut b = bridge;
+                    for (line, level) in g.levels.iter().enumerate() {
+                        if let Some(level) = level {
+                            let _ = b.write_all(&[line as u8, *level]);
+                        }
+                    }
+                    g.bridge = Some(b);
+                }
+                let mut to_target = match target.try_clone() {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+                let mut msg = [0u8; 2];
+                while from_bridge.read_exact(&mut msg).is_ok() {
+                    if to_target.write_all(&msg).is_err() {
+                        return;
+                    }
+                }
+                st.lock().unwrap_or_else(|p| p.into_inner()).bridge = None;
+            }
+        });
+        WireRelay { target_path, stop }
+    }
+}
+
+impl Drop for WireRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = std::fs::remove_file(&self.target_path);
+    }
+}
+
+/// `mqtt-bridge --wires PATH --broker URL` as a child process (the same program as `bridge-firmware`'s binary,
+/// built in this package as `mqtt-bridge-e2e`); its log goes to a file.
+pub struct BridgeProc {
+    child: Option<Child>,
+    wires: PathBuf,
+    broker: BrokerAddr,
+    log: PathBuf,
+    hang_file: PathBuf,
+    pub starts: u32,
+}
+
+impl BridgeProc {
+    pub fn start(dir: &TempDir, broker: &BrokerAddr) -> BridgeProc {
+        let mut b = BridgeProc {
+            child: None,
+            wires: dir.path("bridge.sock"),
+            broker: broker.clone(),
+            log: dir.path("bridge.log"),
+            hang_file: dir.path("hang"),
+            starts: 0,
+        };
+        b.spawn();
+        b
+    }
+
+    pub fn wires(&self) -> PathBuf {
+        self.wires.clone()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("bridge log");
+        let child = Command::new(env!("CARGO_BIN_EXE_mqtt-bridge-e2e"))
+            .arg("--wires")
+            .arg(&self.wires)
+            .args(["--broker", &self.broker.to_string(), "--log-level", "info"])
+            .env("MQTT_BRIDGE_TEST_HANG_FILE", &self.hang_file)
+            .env_remove("MQTT_BRIDGE_BROKER")
+            .env_remove("MQTT_BRIDGE_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the bridge");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// SIGKILL: the process ends at once, its sockets are closed by the kernel (no DISCONNECT).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The test-only hook: the bridge hangs (neither link nor broker) until the target resets it.
+    pub fn hang(&self) {
+        std::fs::write(&self.hang_file, b"").expect("hang file");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for BridgeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Attaches to shared wires at `path`, retrying while nobody listens yet.
+pub fn attach_wires(path: &Path, timeout: Duration) -> Arc<protocol::sim::Wires> {
+    let start = Instant::now();
+    loop {
+        match protocol::sim::Wires::share_unix(path, true) {
+            Ok(w) => return w,
+            Err(e) if start.elapsed() < timeout => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot attach to the wires at {}: {e}", path.display()),
+        }
+    }
+}
