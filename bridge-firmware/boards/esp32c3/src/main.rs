@@ -374,12 +374,16 @@ async fn run_bridge(mut board: Board, tcp: &'static mut TcpBuffers, mqtt_tx: &'s
             connected = false;
             (tx_off, tx_len) = (0, 0);
         }
-        if !connected && board.net_up && board.bridge.wants_link(t) {
-            let Some((host, port)) = board.bridge.broker() else {
-                continue;
-            };
-            let mut name: String<MAX_NAME_LEN> = String::new();
-            let _ = name.push_str(host); // as long as the service's copy
+        // `broker()` is there whenever the service wants a link (it wants one only once configured).
+        let target = match board.bridge.broker() {
+            Some((host, port)) if !connected && board.net_up && board.bridge.wants_link(t) => {
+                let mut name: String<MAX_NAME_LEN> = String::new();
+                let _ = name.push_str(host); // as long as the service's copy
+                Some((name, port))
+            }
+            _ => None,
+        };
+        if let Some((name, port)) = target {
             info!("broker: connecting to {}:{}", name.as_str(), port);
             let stack = board.stack;
             let result = board.serve_until(open(stack, &mut socket, &name, port)).await;
@@ -490,7 +494,7 @@ fn station_config(c: &Credentials) -> Option<WifiConfig> {
     let auth = if c.password.is_empty() {
         AuthenticationMethodConfig::Open
     } else {
-        // The weakest accepted: WPA2 (WPA3 transition networks accept it too).
+        // The weakest mode accepted. WPA(1)-only networks would need `WpaWpa2Personal`.
         AuthenticationMethodConfig::Wpa2Personal(c.password.as_str().try_into().ok()?)
     };
     Some(WifiConfig::Station(
