@@ -89,8 +89,9 @@ const WIFI_BACKOFF: (u64, u64) = (1, 30);
 /// SNTP: resync period, and the retry backoff from the first to the last.
 const SNTP_PERIOD: Duration = Duration::from_secs(3600);
 const SNTP_BACKOFF: (u64, u64) = (5, 600);
-/// The link exchanges served before the bridge is polled again.
-const LINK_BUDGET: u32 = 256;
+/// The link exchanges served before the bridge is polled again. Small, so that a message waiting in the session
+/// for room in the link's send queue goes out soon after the room appears (the driver does not report it).
+const LINK_BUDGET: u32 = 64;
 
 // ----- what the tasks tell each other -----
 
@@ -459,8 +460,8 @@ async fn run_bridge(mut board: Board, tcp: &'static mut TcpBuffers, mqtt_tx: &'s
         match select(board.wait_local(), net).await {
             Either::First(()) => rx_blocked = false,
             Either::Second(NetWake::Readable) => {}
-            Either::Second(NetWake::Wrote(Ok(n))) => tx_off += n,
-            Either::Second(NetWake::Wrote(Err(_))) => {
+            Either::Second(NetWake::Wrote(Ok(n))) if n > 0 => tx_off += n,
+            Either::Second(NetWake::Wrote(_)) => {
                 warn!("broker: write failed");
                 board.bridge.handle_link_down(now());
                 socket.abort();
