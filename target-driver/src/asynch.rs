@@ -336,6 +336,14 @@ where
                 }
                 Ok(Ok(Progress::Idle)) => {
                     let shared = self.shared;
+                    // The frame that just completed may be the last one before the link went quiet (a Ready, a
+                    // Pong): handle it now, not when the next deadline wakes us; its answers may need the link.
+                    if shared.with(|core| {
+                        core.handle_frame(Instant::now());
+                        core.port().tx_ready()
+                    }) {
+                        continue;
+                    }
                     match select3(self.link.wait_request(), shared.runner.wait(), Timer::at(deadline)).await {
                         Either3::First(Err(_)) => shared.with(|core| core.handle_link_error(Instant::now())),
                         Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
@@ -350,8 +358,9 @@ where
     fn service(&mut self) -> Instant {
         let (rst, reset, deadline) = self.shared.with(|core| {
             let now = Instant::now();
-            core.handle_timeout(now);
+            // A frame that arrived counts before a deadline that passed meanwhile (a Pong, a Ready).
             core.handle_frame(now);
+            core.handle_timeout(now);
             core.flush();
             (core.rst_level(), core.take_link_reset(), core.poll_at())
         });

@@ -79,6 +79,8 @@ where
     /// Does the driver's work: timers, RST, the link (up to [`EXCHANGES_PER_POLL`] exchanges), received frames.
     /// Call it often (every millisecond or so while busy, and when [`Client::poll_at`] comes).
     pub fn poll(&mut self, now: Instant) {
+        // A frame that arrived counts before a deadline that passed meanwhile (a Pong, a Ready).
+        self.core.handle_frame(now);
         self.core.handle_timeout(now);
         let _ = self.rst.set_state(PinState::from(self.core.rst_level()));
         if self.core.take_link_reset() {

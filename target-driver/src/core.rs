@@ -87,6 +87,9 @@ pub enum Status {
     BrokerDown(DownReason),
     /// The bridge's queue toward the broker is full (`true`): publications wait; or has room again (`false`).
     QueueFull(bool),
+    /// The bridge refused the configuration (for example TLS that it does not offer, or a limit); it stays
+    /// unconfigured and refuses publications until the configuration changes.
+    ConfigurationRefused(ErrorKind),
     /// A QoS 1 message waits that does not fit the buffer given to `next_event`: call again with at least this
     /// many bytes. The message stays (and holds the link) until then; it is not acknowledged, so nothing is lost.
     BufferTooSmall {
@@ -238,6 +241,8 @@ pub struct Core<
     next_id: u16,
     backpressure: bool,
     link_reset: bool,
+    /// A restore was made because the bridge said it was not configured; cleared by the next acknowledgement.
+    restored_unasked: bool,
     stats: DriverStats,
 }
 
@@ -268,6 +273,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             next_id: 1,
             backpressure: false,
             link_reset: false,
+            restored_unasked: false,
             stats: DriverStats::default(),
         };
         core.reset_bridge(ResetReason::StartUp, now);
@@ -487,6 +493,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 self.status(status);
             }
             BridgeEvent::PubAck { id } => {
+                self.restored_unasked = false;
                 if let Some(i) = self.pending.iter().position(|p| p.id == id) {
                     self.pending.swap_remove(i);
                     self.complete(id, Ok(Outcome::Published));
@@ -521,6 +528,23 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     fn refused(&mut self, id: u16, kind: ErrorKind) {
+        if id == 0 {
+            // Requests without an id: the configuration itself (TLS not offered, another version, ...).
+            warn!("the bridge refused the configuration: {:?}", kind);
+            self.status(Status::ConfigurationRefused(kind));
+            return;
+        }
+        if kind == ErrorKind::NotConfigured && self.bridge_up() && !self.restored_unasked {
+            // The bridge restarted and its Ready was lost (it came while the link was out of step): restore it as
+            // after an announced restart. The refused request is kept and sent again.
+            warn!("the bridge forgot its configuration: restoring it");
+            self.reset_state_for_restore();
+            self.configured = false;
+            // Once: if the bridge still says so after this restore, the refusal stands (no restore storm).
+            self.restored_unasked = true;
+            self.status(Status::BridgeReset(ResetReason::Restarted));
+            return;
+        }
         if kind == ErrorKind::QueueFull {
             // Keep the publication and send it again once the bridge has room.
             if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {

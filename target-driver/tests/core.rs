@@ -419,3 +419,58 @@ fn unsubscribe_forgets_the_filter_so_it_is_not_replayed() {
     deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
     assert_eq!(sent(&mut core), ["configure", "subscribe b/#"]);
 }
+
+#[test]
+fn a_bridge_that_forgot_its_configuration_is_restored_once_and_nothing_is_failed() {
+    let mut core = up();
+    core.subscribe("a/#", QoS::AtLeastOnce).expect("sub");
+    let t = core.publish("x", b"1", QoS::AtLeastOnce, false).expect("p");
+    sent(&mut core);
+    // The bridge restarted and its Ready was lost: it refuses the publication as not configured.
+    deliver(
+        &mut core,
+        &BridgeEvent::Error {
+            id: t.0,
+            kind: ErrorKind::NotConfigured,
+        },
+        at(300),
+    );
+    assert!(statuses(&mut core).contains(&Status::BridgeReset(ResetReason::Restarted)));
+    assert_eq!(
+        sent(&mut core),
+        [
+            "configure".to_string(),
+            "subscribe a/#".to_string(),
+            format!("publish {} x", t.0)
+        ]
+    );
+    assert_eq!(core.outcome(t), None);
+    // Still not configured after the restore: now the refusal stands (no restore storm).
+    deliver(
+        &mut core,
+        &BridgeEvent::Error {
+            id: t.0,
+            kind: ErrorKind::NotConfigured,
+        },
+        at(400),
+    );
+    assert_eq!(core.outcome(t), Some(Err(Error::Refused(ErrorKind::NotConfigured))));
+    assert!(sent(&mut core).is_empty());
+}
+
+#[test]
+fn a_refused_configuration_is_a_status() {
+    let mut core = up();
+    deliver(
+        &mut core,
+        &BridgeEvent::Error {
+            id: 0,
+            kind: ErrorKind::Unsupported,
+        },
+        at(300),
+    );
+    assert_eq!(
+        statuses(&mut core),
+        [Status::ConfigurationRefused(ErrorKind::Unsupported)]
+    );
+}

@@ -318,3 +318,54 @@ fn a_bridge_stalling_for_a_second_loses_nothing() {
     got.dedup();
     assert_eq!(got, b"012345");
 }
+
+#[test]
+fn the_ready_after_a_reset_is_taken_at_once_not_at_the_ready_timeout() {
+    let wires = Wires::new();
+    let _bridge = Bridge::start(&wires, Knobs::default());
+    let mut cfg = config();
+    cfg.ready_timeout = Duration::from_secs(10);
+    let start = StdInstant::now();
+    let ready_after = drive(&wires, cfg, async |c| {
+        let mut seen = Vec::new();
+        wait_status(&c, &mut seen, |s| *s == Status::BridgeReady).await;
+        assert!(
+            !seen
+                .iter()
+                .any(|s| matches!(s, Status::BridgeReset(ResetReason::NotReady))),
+            "{seen:?}"
+        );
+        start.elapsed()
+    });
+    // The bridge boots in 20 ms; the Ready used to wait in the port until the 10 s ready timeout.
+    assert!(
+        ready_after < StdDuration::from_secs(5),
+        "Ready taken only after {ready_after:?}"
+    );
+}
+
+#[test]
+fn an_idle_link_answers_the_watchdog_and_the_bridge_is_not_reset() {
+    let wires = Wires::new();
+    let bridge = Bridge::start(&wires, Knobs::default());
+    let seen = drive(&wires, config(), async |c| {
+        let mut seen = Vec::new();
+        wait_status(&c, &mut seen, |s| matches!(s, Status::BrokerUp { .. })).await;
+        // Nothing to say for 5 s: the watchdog (1 s) pings, the Pong must count before the ping timeout (1 s).
+        let mut buf = [0u8; 64];
+        while let Either::First(ev) = select(c.next_event(&mut buf), Timer::after(Duration::from_secs(5))).await {
+            if let Event::Status(s) = ev {
+                seen.push(s);
+            }
+        }
+        seen
+    });
+    assert!(bridge.log().pings >= 2, "the watchdog did not ping an idle bridge");
+    assert!(
+        !seen
+            .iter()
+            .any(|s| matches!(s, Status::BridgeReset(ResetReason::Unresponsive))),
+        "{seen:?}"
+    );
+    assert_eq!(bridge.log().boots, 1);
+}
