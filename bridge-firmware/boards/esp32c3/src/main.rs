@@ -389,6 +389,16 @@ async fn run_bridge(mut board: Board, tcp: &'static mut TcpBuffers, mqtt_tx: &'s
             let stack = board.stack;
             let result = board.serve_until(open(stack, &mut socket, &name, port)).await;
             let t = now();
+            let same = board
+                .bridge
+                .broker()
+                .is_some_and(|(h, p)| h == name.as_str() && p == port);
+            if !same {
+                // The target configured another broker meanwhile: its session has not been told of this attempt.
+                info!("broker: configuration changed while connecting; starting over");
+                socket.abort();
+                continue;
+            }
             match result {
                 Ok(()) if board.net_up => {
                     board.bridge.handle_link_up(t);
