@@ -350,8 +350,6 @@ fn hung_bridge_is_reset_by_the_targets_watchdog_and_restored_with_nothing_lost()
 }
 
 #[test]
-#[ignore = "exposes a target-driver bug: after the bridge process restarts by itself the target keeps publishing to \
-            the unconfigured bridge, which refuses every publication with NotConfigured (see the issue 5 report)"]
 fn bridge_process_killed_and_restarted_loses_no_acknowledged_qos1_message() {
     let _serial = serial();
     let rig = ProcRig::start("kill9", "e2e/kill9");

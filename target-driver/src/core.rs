@@ -243,6 +243,8 @@ pub struct Core<
     link_reset: bool,
     /// A restore was made because the bridge said it was not configured; cleared by the next acknowledgement.
     restored_unasked: bool,
+    /// That restore's configuration has not been answered yet (by a status).
+    awaiting_config_echo: bool,
     stats: DriverStats,
 }
 
@@ -274,6 +276,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             backpressure: false,
             link_reset: false,
             restored_unasked: false,
+            awaiting_config_echo: false,
             stats: DriverStats::default(),
         };
         core.reset_bridge(ResetReason::StartUp, now);
@@ -480,6 +483,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 self.status(Status::BridgeReady);
             }
             BridgeEvent::Status(s) => {
+                self.awaiting_config_echo = false;
                 let status = match s {
                     S::WifiUp => Status::WifiUp,
                     S::WifiDown => Status::WifiDown,
@@ -531,7 +535,16 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         if id == 0 {
             // Requests without an id: the configuration itself (TLS not offered, another version, ...).
             warn!("the bridge refused the configuration: {:?}", kind);
+            self.restored_unasked = true;
+            self.awaiting_config_echo = false;
             self.status(Status::ConfigurationRefused(kind));
+            return;
+        }
+        if kind == ErrorKind::NotConfigured && self.awaiting_config_echo {
+            // A refusal of something sent before that restore: it is being sent again after the configuration.
+            if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+                p.sent = false;
+            }
             return;
         }
         if kind == ErrorKind::NotConfigured && self.bridge_up() && !self.restored_unasked {
@@ -540,9 +553,12 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             warn!("the bridge forgot its configuration: restoring it");
             self.reset_state_for_restore();
             self.configured = false;
-            // Once: if the bridge still says so after this restore, the refusal stands (no restore storm).
+            // Once: if the bridge still says so after this restore, the refusal stands (no restore storm). Until
+            // the bridge answers the new configuration (its first status), refusals are of earlier requests.
             self.restored_unasked = true;
+            self.awaiting_config_echo = true;
             self.status(Status::BridgeReset(ResetReason::Restarted));
+            self.status(Status::BridgeReady);
             return;
         }
         if kind == ErrorKind::QueueFull {

@@ -445,7 +445,22 @@ fn a_bridge_that_forgot_its_configuration_is_restored_once_and_nothing_is_failed
         ]
     );
     assert_eq!(core.outcome(t), None);
-    // Still not configured after the restore: now the refusal stands (no restore storm).
+    // A second publication sent before the restore is refused too, late: it is sent again, not failed.
+    let t2 = core.publish("y", b"2", QoS::AtLeastOnce, false).expect("p2");
+    sent(&mut core);
+    deliver(
+        &mut core,
+        &BridgeEvent::Error {
+            id: t2.0,
+            kind: ErrorKind::NotConfigured,
+        },
+        at(350),
+    );
+    assert_eq!(core.outcome(t2), None);
+    assert_eq!(sent(&mut core), [format!("publish {} y", t2.0)]);
+    // The bridge answers the configuration with a status; still not configured after that: the refusal stands
+    // (no restore storm).
+    deliver(&mut core, &BridgeEvent::Status(BStatus::WifiUp), at(380));
     deliver(
         &mut core,
         &BridgeEvent::Error {
