@@ -109,7 +109,8 @@ impl Wires {
 
     /// A spurious pulse that lasts until `watch` changes (the peer reacted to it) or `max` passes: a glitch the
     /// peer is sure to see, however busy the machine running the simulation is.
-    pub fn glitch_seen(&self, line: Line, watch: Line, max: Duration) {
+    /// Returns whether the peer reacted.
+    pub fn glitch_seen(&self, line: Line, watch: Line, max: Duration) -> bool {
         let old = self.levels[line as usize].load(Ordering::SeqCst);
         let watched = self.level(watch);
         self.levels[line as usize].store(!old, Ordering::SeqCst);
@@ -117,7 +118,9 @@ impl Wires {
         while self.level(watch) == watched && start.elapsed() < max {
             std::thread::yield_now();
         }
+        let seen = self.level(watch) != watched;
         self.levels[line as usize].store(old, Ordering::SeqCst);
+        seen
     }
 
     /// Level changes written so far (a measure of activity).

@@ -245,6 +245,8 @@ pub struct Core<
     restored_unasked: bool,
     /// That restore's configuration has not been answered yet (by a status).
     awaiting_config_echo: bool,
+    /// The application took a message since the last timer check.
+    heard: bool,
     stats: DriverStats,
 }
 
@@ -277,6 +279,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             link_reset: false,
             restored_unasked: false,
             awaiting_config_echo: false,
+            heard: false,
             stats: DriverStats::default(),
         };
         core.reset_bridge(ResetReason::StartUp, now);
@@ -338,6 +341,10 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
 
     /// Advances the timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if core::mem::take(&mut self.heard) {
+            // A message the application took since: the bridge was alive then.
+            self.last_rx = now;
+        }
         let timer = self.timer();
         if now < timer.at() {
             return;
@@ -837,6 +844,10 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             let _ = self.acks.push(id);
         }
         self.port.release();
+        // Any frame proves the bridge alive (see handle_timeout).
+        self.heard = true;
+        self.ping = None;
+        self.ping_due = false;
         self.stats.delivered += 1;
         self.flush();
         let (t, p) = buf.split_at(tl);

@@ -211,7 +211,7 @@ fn main() -> ExitCode {
         } else {
             (Line::BClk, Line::TClk)
         };
-        wires.glitch_seen(line, watch, Duration::from_micros(50 + chaos.next_u64() % 200));
+        let _ = wires.glitch_seen(line, watch, Duration::from_micros(50 + chaos.next_u64() % 200));
     }
     // Wait for the traffic to finish (counts stop moving).
     let mut last = (u32::MAX, u32::MAX);

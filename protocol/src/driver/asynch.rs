@@ -65,10 +65,11 @@ where
         Ok(m)
     }
 
-    /// Forgets the link's state (after the slave was reset).
+    /// Starts the link afresh together with the slave: call it when the slave was reset through RST and is in its
+    /// reset state (see [`link::Master::restart_with_peer`]).
     pub fn reset(&mut self) -> Result<(), Error<E>> {
         let peer_clk = self.b_clk.is_high().map_err(Error::Pin)?;
-        self.engine = link::Master::resume(peer_clk);
+        self.engine = link::Master::restart_with_peer(peer_clk);
         let (clk, dat) = self.engine.outputs();
         drive(
             &mut self.t_clk,

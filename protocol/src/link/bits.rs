@@ -169,6 +169,14 @@ impl RxBits {
         }
     }
 
+    /// A receiver that joins a peer in an unknown state: it takes a start marker like [`RxBits::new`], but it does
+    /// not take the peer for idle before it has seen a whole preamble.
+    pub(crate) const fn unsynced() -> Self {
+        let mut rx = Self::new();
+        rx.ones = 0;
+        rx
+    }
+
     /// The peer has sent at least a whole preamble and no frame since.
     pub(crate) fn peer_idle(&self) -> bool {
         self.mode == (RxMode::Armed { zero: false }) && self.ones >= PREAMBLE_ONES

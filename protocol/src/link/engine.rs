@@ -120,9 +120,20 @@ impl Master {
         }
     }
 
-    /// A master that takes over lines whose peer clock reads `peer_clk` (after this end restarted while the
-    /// slave kept running): it adopts that level so that it does not start a phantom exchange.
+    /// A master that takes over lines whose peer clock reads `peer_clk` after this end restarted while the slave
+    /// kept running: it adopts that level so that it does not start a phantom exchange, and it does not take the
+    /// slave for idle until it has seen a whole preamble from it (the slave may be in the middle of a frame).
     pub const fn resume(peer_clk: bool) -> Self {
+        let mut m = Self::new();
+        m.clk = peer_clk;
+        m.rx = RxBits::unsynced();
+        m
+    }
+
+    /// A master that starts afresh together with the slave (after the slave was reset through RST, which puts it
+    /// in its reset state): both count as having just sent a preamble, so nobody clocks until one of them has a
+    /// frame. It adopts `peer_clk` as its clock level.
+    pub const fn restart_with_peer(peer_clk: bool) -> Self {
         let mut m = Self::new();
         m.clk = peer_clk;
         m
