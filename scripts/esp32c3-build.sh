@@ -9,6 +9,8 @@
 # Exits non-zero if the build fails.
 set -euo pipefail
 cd "$(dirname "$0")/../bridge-firmware/boards/esp32c3"
+# The project's own target directory, whatever the caller's environment says: the paths below assume it.
+unset CARGO_TARGET_DIR
 start=$SECONDS
 
 target=riscv32imc-unknown-none-elf
