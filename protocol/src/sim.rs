@@ -380,10 +380,10 @@ pub type TargetPins = (SimOutput, SimOutput, SimInput, SimInput, SimOutput);
 /// The bridge's pins: B_CLK, B_DAT outputs, T_CLK, T_DAT inputs, RST input.
 pub type BridgePins = (SimOutput, SimOutput, SimInput, SimInput, SimInput);
 
-/// The target's pins on `wires`, with its writes troubled by `chaos`.
-pub fn target_pins(wires: &Arc<Wires>, chaos: Chaos) -> TargetPins {
+/// Output and input pins on `wires` that share one source of trouble for their writes.
+fn pin_makers(wires: &Arc<Wires>, chaos: Chaos) -> (impl Fn(Line) -> SimOutput + '_, impl Fn(Line) -> SimInput + '_) {
     let chaos = Arc::new(Mutex::new(chaos));
-    let out = |line| SimOutput {
+    let out = move |line| SimOutput {
         wires: Arc::clone(wires),
         line,
         chaos: Arc::clone(&chaos),
@@ -392,6 +392,12 @@ pub fn target_pins(wires: &Arc<Wires>, chaos: Chaos) -> TargetPins {
         wires: Arc::clone(wires),
         line,
     };
+    (out, inp)
+}
+
+/// The target's pins on `wires`, with its writes troubled by `chaos`.
+pub fn target_pins(wires: &Arc<Wires>, chaos: Chaos) -> TargetPins {
+    let (out, inp) = pin_makers(wires, chaos);
     (
         out(Line::TClk),
         out(Line::TDat),
@@ -403,16 +409,7 @@ pub fn target_pins(wires: &Arc<Wires>, chaos: Chaos) -> TargetPins {
 
 /// The bridge's pins on `wires`, with its writes troubled by `chaos`.
 pub fn bridge_pins(wires: &Arc<Wires>, chaos: Chaos) -> BridgePins {
-    let chaos = Arc::new(Mutex::new(chaos));
-    let out = |line| SimOutput {
-        wires: Arc::clone(wires),
-        line,
-        chaos: Arc::clone(&chaos),
-    };
-    let inp = |line| SimInput {
-        wires: Arc::clone(wires),
-        line,
-    };
+    let (out, inp) = pin_makers(wires, chaos);
     (
         out(Line::BClk),
         out(Line::BDat),
