@@ -2,7 +2,8 @@
 //! TCP (in-process, or the `mqtt-bridge` program as a child process) and a simulated target running the real
 //! target driver: a blackholed and a reset broker connection (through a TCP fault proxy), a bridge hung until the
 //! target's watchdog resets it, a bridge process killed with SIGKILL and started again, the will when the bridge
-//! dies, and bad input (a wildcard in a publish topic, wrong credentials).
+//! dies, a broker that sends garbage (through a fake broker in front of Mosquitto), and bad input (a wildcard in a
+//! publish topic, wrong credentials).
 //!
 //! Each echo run prints what was sent, acknowledged (QoS 1, end to end), seen at the broker by a `mosquitto_sub`
 //! connected straight to it, and received back by the target. QoS 1 with a persistent session: nothing
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 use bridge_firmware::host::{BrokerAddr, HostBridge, HostOptions};
 use examples::{echo, target_config, wait_status, with_target, EchoOptions, EchoReport};
 use protocol::sim::Wires;
-use support::{attach_wires, serial, BridgeProc, FaultProxy, Mosquitto, Sub, Tally, TempDir, WireRelay};
+use support::{
+    attach_wires, serial, BridgeProc, FaultProxy, GarbageBroker, GarbagePlan, Mosquitto, Sub, Tally, TempDir, WireRelay,
+};
 use target_driver::{Config, DownReason, Error, QoS, ResetReason, Status, TopicError};
 
 fn host_bridge(wires: &Arc<Wires>, broker: BrokerAddr) -> HostBridge {
@@ -212,6 +215,92 @@ fn reset_broker_connection_reconnects_nothing_acknowledged_is_lost_and_the_will_
         line.as_deref(),
         Some("e2e/will/reset|0|62726964676520676f6e65"),
         "the reset connection's will"
+    );
+}
+
+#[test]
+fn broker_sending_garbage_gets_a_clean_reconnect_with_backoff_and_nothing_acknowledged_is_lost() {
+    let _serial = serial();
+    let broker = Mosquitto::start("garbage", false);
+    let tally = Tally::start(broker.port, "e2e/garbage");
+    // Connection 0 is forwarded until garbage is injected mid-session; connection 1 gets garbage for its CONNACK;
+    // every later one is forwarded.
+    let fake = Arc::new(GarbageBroker::start(
+        broker.socket_addr(),
+        &[
+            GarbagePlan::Forward,
+            GarbagePlan::AnswerConnectWithGarbage,
+            GarbagePlan::Forward,
+        ],
+    ));
+    let wires = Wires::new();
+    let host = Arc::new(host_bridge(&wires, fake.addr()));
+    let acked_at_fault = Arc::new(Mutex::new(0u32));
+    let fault = {
+        let (f, h, acked) = (Arc::clone(&fake), Arc::clone(&host), Arc::clone(&acked_at_fault));
+        fault_after(&host, 40, move || {
+            *acked.lock().unwrap_or_else(|p| p.into_inner()) = h.stats().link.published;
+            f.inject();
+        })
+    };
+    let config = persistent_config(&broker.addr(), "e2e-garbage", None);
+    let opts = echo_options("e2e/garbage", 150);
+    let report = run_echo(&wires, config, &opts);
+    fault.join().expect("fault");
+    let stats = host.stats();
+    let accepted = fake.accepted();
+    let garbage = fake.garbage_at();
+    // When the bridge closed each garbage connection (after the garbage), and how long it waited to connect again.
+    let closed: Vec<Option<Instant>> = (0..2).map(|i| fake.client_closed(i)).collect();
+    let close_ms: Vec<Option<u128>> = closed
+        .iter()
+        .zip(&garbage)
+        .map(|(c, g)| c.map(|c| c.saturating_duration_since(*g).as_millis()))
+        .collect();
+    let retry_ms: Vec<Option<u128>> = closed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Some(accepted.get(i + 1)?.saturating_duration_since((*c)?).as_millis()))
+        .collect();
+    eprintln!(
+        "garbage: acknowledged at the fault {}, garbage written {}, connections {}, closed by the bridge \
+         {close_ms:?} ms after the garbage, next attempt {retry_ms:?} ms after the close, malformed packets {}, \
+         reconnects {}",
+        acked_at_fault.lock().unwrap_or_else(|p| p.into_inner()),
+        garbage.len(),
+        accepted.len(),
+        stats.mqtt.malformed_packets,
+        stats.link.reconnects
+    );
+    check_nothing_lost("garbage", &opts, &report, &tally);
+    assert_eq!(garbage.len(), 2, "garbage mid-session, then as the CONNACK");
+    assert_eq!(
+        stats.mqtt.malformed_packets, 2,
+        "both garbage packets seen as malformed"
+    );
+    assert!(
+        close_ms.iter().all(Option::is_some),
+        "the bridge closed both garbage connections itself: {close_ms:?}"
+    );
+    // No storm: one attempt per garbage connection, each after a growing backoff (resilient-mqtt's defaults: at
+    // least 250 ms after the first failure, 500 ms after the second; a slow machine only lengthens them, and 50 ms
+    // allow for the fake broker's threads noticing the close late).
+    assert_eq!(accepted.len(), 3, "one reconnect per garbage connection, no more");
+    assert!(
+        matches!(retry_ms[..], [Some(a), Some(b)] if a >= 200 && b >= 450),
+        "reconnects backed off: {retry_ms:?} ms"
+    );
+    let down = report
+        .statuses
+        .iter()
+        .position(|s| *s == Status::BrokerDown(DownReason::ProtocolError))
+        .unwrap_or_else(|| panic!("the target was told the broker sent garbage: {:?}", report.statuses));
+    assert!(
+        report.statuses[down..]
+            .iter()
+            .any(|s| matches!(s, Status::BrokerUp { session_present: true })),
+        "then the broker came back with the session: {:?}",
+        report.statuses
     );
 }
 

@@ -678,3 +678,252 @@ pub fn attach_wires(path: &Path, timeout: Duration) -> Arc<protocol::sim::Wires>
         }
     }
 }
+
+/// What the [`GarbageBroker`] does with one connection, by its order of arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GarbagePlan {
+    /// Forward both ways to the broker; [`GarbageBroker::inject`] puts garbage between two of the broker's packets.
+    Forward,
+    /// Read the CONNECT, answer with garbage and keep the connection open: the client has to give it up itself.
+    AnswerConnectWithGarbage,
+}
+
+/// Bytes that can never start a valid MQTT 3.1.1 packet: packet type 0 (reserved).
+pub const GARBAGE_TYPE: &[u8] = b"\x00\x03bad";
+/// A CONNACK whose remaining length runs past four bytes: malformed.
+pub const GARBAGE_LENGTH: &[u8] = b"\x20\xff\xff\xff\xff\x7f";
+
+struct GarbageShared {
+    upstream: SocketAddr,
+    plans: Vec<GarbagePlan>,
+    stop: AtomicBool,
+    /// Set by `inject`, taken by the broker → client pump of the forwarded connection that writes the garbage.
+    inject: AtomicBool,
+    accepted: Mutex<Vec<Instant>>,
+    /// When the client closed each connection (by order of arrival), if it did.
+    client_closed: Mutex<BTreeMap<usize, Instant>>,
+    /// When garbage was written (mid-session injection or answer to CONNECT).
+    garbage_at: Mutex<Vec<Instant>>,
+}
+
+/// A broker in front of the real one that sends garbage: connection `i` follows `plans[i]` (the last plan for every
+/// later connection). The broker → client direction of a forwarded connection is cut at packet boundaries, so
+/// injected garbage always starts where the client expects a packet's first byte.
+pub struct GarbageBroker {
+    pub port: u16,
+    shared: Arc<GarbageShared>,
+}
+
+impl GarbageBroker {
+    pub fn start(upstream: SocketAddr, plans: &[GarbagePlan]) -> Self {
+        assert!(!plans.is_empty(), "at least one plan");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind garbage broker");
+        let port = listener.local_addr().expect("garbage broker address").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let shared = Arc::new(GarbageShared {
+            upstream,
+            plans: plans.to_vec(),
+            stop: AtomicBool::new(false),
+            inject: AtomicBool::new(false),
+            accepted: Mutex::new(Vec::new()),
+            client_closed: Mutex::new(BTreeMap::new()),
+            garbage_at: Mutex::new(Vec::new()),
+        });
+        let s = Arc::clone(&shared);
+        std::thread::spawn(move || garbage_accept(listener, s));
+        GarbageBroker { port, shared }
+    }
+
+    pub fn addr(&self) -> BrokerAddr {
+        BrokerAddr {
+            host: "127.0.0.1".into(),
+            port: self.port,
+        }
+    }
+
+    /// Writes [`GARBAGE_TYPE`] to the client of the current forwarded connection, between two packets.
+    pub fn inject(&self) {
+        self.shared.inject.store(true, Ordering::SeqCst);
+    }
+
+    /// When each connection was accepted.
+    pub fn accepted(&self) -> Vec<Instant> {
+        self.shared.accepted.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// When the client closed connection `i` (by order of arrival), if it did.
+    pub fn client_closed(&self, i: usize) -> Option<Instant> {
+        self.shared
+            .client_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&i)
+            .copied()
+    }
+
+    /// When garbage was written, in order.
+    pub fn garbage_at(&self) -> Vec<Instant> {
+        self.shared.garbage_at.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for GarbageBroker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn garbage_accept(listener: TcpListener, shared: Arc<GarbageShared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((client, _)) => {
+                let i = {
+                    let mut a = shared.accepted.lock().unwrap_or_else(|p| p.into_inner());
+                    a.push(Instant::now());
+                    a.len() - 1
+                };
+                let _ = client.set_nonblocking(false);
+                let plan = shared.plans[i.min(shared.plans.len() - 1)];
+                let s = Arc::clone(&shared);
+                match plan {
+                    GarbagePlan::AnswerConnectWithGarbage => {
+                        std::thread::spawn(move || garbage_connack(client, i, &s));
+                    }
+                    GarbagePlan::Forward => {
+                        let Ok(server) = TcpStream::connect(shared.upstream) else {
+                            rst(&client);
+                            continue;
+                        };
+                        let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                            continue;
+                        };
+                        let s_up = Arc::clone(&shared);
+                        std::thread::spawn(move || garbage_pump_up(c2, s2, i, &s_up));
+                        std::thread::spawn(move || garbage_pump_down(server, client, &s));
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return,
+        }
+    }
+}
+
+fn note_closed(shared: &GarbageShared, i: usize) {
+    shared
+        .client_closed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(i)
+        .or_insert_with(Instant::now);
+}
+
+fn note_garbage(shared: &GarbageShared) {
+    shared
+        .garbage_at
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Instant::now());
+}
+
+/// Waits for the CONNECT (any bytes), answers [`GARBAGE_LENGTH`], then only waits for the client to close.
+fn garbage_connack(mut client: TcpStream, i: usize, shared: &GarbageShared) {
+    let _ = client.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut buf = [0u8; 4096];
+    let mut answered = false;
+    while !shared.stop.load(Ordering::SeqCst) {
+        match client.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) if !answered => {
+                answered = true;
+                if client.write_all(GARBAGE_LENGTH).is_err() {
+                    break;
+                }
+                note_garbage(shared);
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    note_closed(shared, i);
+}
+
+/// Client → broker, as it comes.
+fn garbage_pump_up(mut from: TcpStream, mut to: TcpStream, i: usize, shared: &GarbageShared) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                note_closed(shared, i);
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The length of the complete MQTT packet at the start of `buf`, if it is all there. Mosquitto's packets are
+/// well formed; a malformed length is treated as "not complete" (and the connection stalls, visibly).
+fn packet_len(buf: &[u8]) -> Option<usize> {
+    let mut remaining = 0usize;
+    for i in 1..=4 {
+        let b = *buf.get(i)?;
+        remaining |= usize::from(b & 0x7f) << (7 * (i - 1));
+        if b & 0x80 == 0 {
+            let total = 1 + i + remaining;
+            return (buf.len() >= total).then_some(total);
+        }
+    }
+    None
+}
+
+/// Broker → client, whole packets at a time, with the garbage injected between two of them when asked.
+fn garbage_pump_down(mut from: TcpStream, mut to: TcpStream, shared: &GarbageShared) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(5)));
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if shared.inject.swap(false, Ordering::SeqCst) {
+            if to.write_all(GARBAGE_TYPE).is_err() {
+                return;
+            }
+            note_garbage(shared);
+        }
+        match from.read(&mut buf) {
+            Ok(0) => {
+                let _ = to.shutdown(std::net::Shutdown::Write);
+                return;
+            }
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+        let mut whole = 0;
+        while let Some(n) = packet_len(&pending[whole..]) {
+            whole += n;
+        }
+        if whole > 0 {
+            if to.write_all(&pending[..whole]).is_err() {
+                return;
+            }
+            pending.drain(..whole);
+        }
+    }
+}
