@@ -13,7 +13,7 @@ use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::{with_timeout, Duration as EmbassyDuration, Timer};
 use embedded_io_async::{Read, Write};
 
-use crate::session::{Client, Event};
+use crate::session::{Client, Event, MAX_FILTERS_PER_REQUEST};
 use crate::time::Instant;
 
 /// Opens transports to the broker.
@@ -33,8 +33,17 @@ pub trait Connector {
 }
 
 /// The application side of the runner.
+///
+/// Its parameters are the [`Client`]'s sizes (`FILTERS` defaults as the client's does).
 #[allow(async_fn_in_trait)]
-pub trait Application<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize> {
+pub trait Application<
+    const QUEUE: usize,
+    const STORE: usize,
+    const RX: usize,
+    const SUBS: usize,
+    const FILTERS: usize = MAX_FILTERS_PER_REQUEST,
+>
+{
     /// Every event of the session, in order. A [`Event::Message`] of QoS 1 is acknowledged by calling
     /// [`Client::ack`] later from [`poll`](Self::poll) (or at once, with `auto_ack`).
     fn on_event(&mut self, event: Event<'_>);
@@ -44,7 +53,7 @@ pub trait Application<const QUEUE: usize, const STORE: usize, const RX: usize, c
     async fn wait(&mut self);
 
     /// Called at every turn of the runner, after events: publish, subscribe, ack here. `Break` stops the runner.
-    fn poll(&mut self, client: &mut Client<QUEUE, STORE, RX, SUBS>, now: Instant) -> ControlFlow<()>;
+    fn poll(&mut self, client: &mut Client<QUEUE, STORE, RX, SUBS, FILTERS>, now: Instant) -> ControlFlow<()>;
 }
 
 /// A write that takes longer than this ends the connection.
@@ -82,15 +91,23 @@ impl core::error::Error for RunError {}
 /// its backoff, moves bytes, and sleeps until the next deadline, received bytes or the application.
 ///
 /// `tx_buf` must hold at least [`Client::max_packet_size`] bytes, or nothing starts.
-pub async fn run<C, A, const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>(
-    client: &mut Client<QUEUE, STORE, RX, SUBS>,
+pub async fn run<
+    C,
+    A,
+    const QUEUE: usize,
+    const STORE: usize,
+    const RX: usize,
+    const SUBS: usize,
+    const FILTERS: usize,
+>(
+    client: &mut Client<QUEUE, STORE, RX, SUBS, FILTERS>,
     connector: &mut C,
     app: &mut A,
     tx_buf: &mut [u8],
 ) -> Result<(), RunError>
 where
     C: Connector,
-    A: Application<QUEUE, STORE, RX, SUBS>,
+    A: Application<QUEUE, STORE, RX, SUBS, FILTERS>,
 {
     if tx_buf.len() < client.max_packet_size() {
         return Err(RunError::TxBufferTooSmall);
@@ -117,11 +134,11 @@ where
     }
 }
 
-fn drain_events<A, const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>(
-    client: &mut Client<QUEUE, STORE, RX, SUBS>,
+fn drain_events<A, const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize, const FILTERS: usize>(
+    client: &mut Client<QUEUE, STORE, RX, SUBS, FILTERS>,
     app: &mut A,
 ) where
-    A: Application<QUEUE, STORE, RX, SUBS>,
+    A: Application<QUEUE, STORE, RX, SUBS, FILTERS>,
 {
     let t = now();
     while let Some(event) = client.poll_event(t) {
@@ -130,15 +147,15 @@ fn drain_events<A, const QUEUE: usize, const STORE: usize, const RX: usize, cons
 }
 
 /// Serves one connection until the session or the transport ends it.
-async fn serve<T, A, const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>(
-    client: &mut Client<QUEUE, STORE, RX, SUBS>,
+async fn serve<T, A, const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize, const FILTERS: usize>(
+    client: &mut Client<QUEUE, STORE, RX, SUBS, FILTERS>,
     conn: &mut T,
     app: &mut A,
     tx_buf: &mut [u8],
 ) -> ControlFlow<()>
 where
     T: Read + Write,
-    A: Application<QUEUE, STORE, RX, SUBS>,
+    A: Application<QUEUE, STORE, RX, SUBS, FILTERS>,
 {
     loop {
         // Events and the application first, then everything due on the wire.

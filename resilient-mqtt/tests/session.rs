@@ -375,6 +375,120 @@ fn unsubscribed_filters_leave_the_replay_table() {
     assert_eq!(filters, vec![("b".to_string(), QoS::AtMostOnce)]);
 }
 
+/// A client that takes one filter per request, subscribed to "a", "b" and "c" (granted QoS 1, 0, 1).
+fn one_filter_harness() -> Harness<1> {
+    let mut h = Harness::<1>::with_filters(&options("dev"));
+    h.connect(false);
+    for (token, filter, code) in [(1, "a", 1), (2, "b", 0), (3, "c", 1)] {
+        h.client.subscribe(token, &[(filter, QoS::AtLeastOnce)]).unwrap();
+        h.pump();
+        let Sent::Subscribe { id, .. } = one(h.take_sent()) else {
+            panic!()
+        };
+        h.suback(id, &[code]);
+    }
+    h.take_events();
+    h
+}
+
+#[test]
+fn a_one_filter_client_refuses_two_filters_in_one_request() {
+    let mut h = one_filter_harness();
+    assert_eq!(
+        h.client.subscribe(9, &[("x", QoS::AtMostOnce), ("y", QoS::AtMostOnce)]),
+        Err(RequestError::FilterCount)
+    );
+    assert_eq!(h.client.unsubscribe(9, &["a", "b"]), Err(RequestError::FilterCount));
+    h.client.unsubscribe(9, &["a"]).unwrap();
+}
+
+#[test]
+fn a_one_filter_client_replays_one_filter_per_subscribe_before_new_requests() {
+    let mut h = one_filter_harness();
+    h.link_down();
+    h.client.subscribe(7, &[("d", QoS::AtMostOnce)]).unwrap();
+    h.advance(1_000);
+    h.connect(false);
+    let sent = h.take_sent();
+    let filters: Vec<_> = sent
+        .iter()
+        .map(|s| match s {
+            Sent::Subscribe { filters, .. } => filters.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // The three replays (in table order, with their granted QoS) go before the application's request.
+    assert_eq!(
+        filters,
+        vec![
+            vec![("a".to_string(), QoS::AtLeastOnce)],
+            vec![("b".to_string(), QoS::AtMostOnce)],
+            vec![("c".to_string(), QoS::AtLeastOnce)],
+            vec![("d".to_string(), QoS::AtMostOnce)],
+        ]
+    );
+    let ids: Vec<u16> = sent
+        .iter()
+        .map(|s| match s {
+            Sent::Subscribe { id, .. } => *id,
+            _ => unreachable!(),
+        })
+        .collect();
+    // "a" is refused this time: it leaves the table, and neither "b" nor "c" is skipped or lost.
+    h.suback(ids[0], &[0x80]);
+    h.suback(ids[1], &[0]);
+    h.suback(ids[2], &[1]);
+    h.suback(ids[3], &[0]);
+    assert_eq!(
+        h.take_events(),
+        vec![Ev::Subscribed(7, vec![SubAckCode::Granted(QoS::AtMostOnce)])]
+    );
+    assert_eq!(h.client.stats().replay_failures, 1);
+    let table: Vec<_> = h.client.subscriptions().map(|(f, q)| (f.to_string(), q)).collect();
+    assert_eq!(
+        table,
+        vec![
+            ("b".to_string(), QoS::AtMostOnce),
+            ("c".to_string(), QoS::AtLeastOnce),
+            ("d".to_string(), QoS::AtMostOnce)
+        ]
+    );
+}
+
+#[test]
+fn a_replay_waits_for_suback_room_and_is_acked_in_time() {
+    // More subscriptions than replay SUBSCRIBEs may wait at once (4): the rest follow the first SUBACKs.
+    let mut h = Harness::<1>::with_filters(&options("dev"));
+    h.connect(false);
+    for token in 0..6u32 {
+        let filter = format!("f{token}");
+        h.client
+            .subscribe(token, &[(filter.as_str(), QoS::AtMostOnce)])
+            .unwrap();
+        h.pump();
+        let Sent::Subscribe { id, .. } = one(h.take_sent()) else {
+            panic!()
+        };
+        h.suback(id, &[0]);
+    }
+    h.take_events();
+    h.link_down();
+    h.advance(1_000);
+    h.connect(false);
+    let first = h.take_sent();
+    assert_eq!(first.len(), 4, "{first:?}");
+    let Sent::Subscribe { id, .. } = first[0].clone() else {
+        panic!()
+    };
+    h.suback(id, &[0]);
+    let Sent::Subscribe { filters, .. } = one(h.take_sent()) else {
+        panic!()
+    };
+    assert_eq!(filters, vec![("f4".to_string(), QoS::AtMostOnce)]);
+    // The unanswered replays count for the acknowledgement timeout like any request.
+    assert!(h.client.timer(Timer::AckTimeout).is_some());
+}
+
 #[test]
 fn pending_subscribe_is_sent_again_after_a_reconnect() {
     let mut h = Harness::new(&options("dev"));

@@ -2,7 +2,7 @@
 
 use core::ops::Range;
 
-use super::subs::RequestKind;
+use super::subs::{Next, RequestKind};
 use super::*;
 use crate::codec::v311;
 use crate::codec::{
@@ -35,7 +35,9 @@ fn offsets(base: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize> Client<QUEUE, STORE, RX, SUBS> {
+impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize, const FILTERS: usize>
+    Client<QUEUE, STORE, RX, SUBS, FILTERS>
+{
     fn consume_rx(&mut self) {
         if self.rx_consume > 0 {
             let n = self.rx_consume.min(self.rx_len);
@@ -295,8 +297,10 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
                 return self.transmit_publication(i, now, buf);
             }
         }
-        if let Some(i) = self.subs.next_unsent() {
-            return self.transmit_request(i, now, buf);
+        match self.subs.next_unsent() {
+            Some(Next::Replay) => return self.transmit_replay(now, buf),
+            Some(Next::Request(i)) => return self.transmit_request(i, now, buf),
+            None => {}
         }
         if let Some(i) = first {
             let qos0 = self.store.entry(i).is_some_and(|e| e.qos == QoS::AtMostOnce);
@@ -341,6 +345,24 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
         Some(n)
     }
 
+    /// A SUBSCRIBE of the next subscriptions to replay (up to `FILTERS`).
+    fn transmit_replay(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let id = self.alloc_packet_id();
+        let n = {
+            let mut list: heapless::Vec<SubscribeFilter<'_>, FILTERS> = heapless::Vec::new();
+            for (filter, qos) in self.subs.replay_filters() {
+                let _ = list.push(SubscribeFilter { filter, qos }); // at most FILTERS
+            }
+            let packet = crate::codec::Subscribe {
+                packet_id: id,
+                filters: SubscribeFilters::List(&list),
+            };
+            v311::encode(&Packet::Subscribe(packet), buf).ok()?
+        };
+        self.subs.replay_sent(id, now);
+        Some(n)
+    }
+
     fn transmit_request(&mut self, i: usize, now: Instant, buf: &mut [u8]) -> Option<usize> {
         let id = match self.subs.requests.get(i)?.packet_id {
             Some(id) => id,
@@ -348,7 +370,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
         };
         let req = self.subs.requests.get(i)?;
         let n = if req.kind == RequestKind::Unsubscribe {
-            let mut list: heapless::Vec<&str, MAX_FILTERS_PER_REQUEST> = heapless::Vec::new();
+            let mut list: heapless::Vec<&str, FILTERS> = heapless::Vec::new();
             for (f, _) in &req.filters {
                 let _ = list.push(f.as_str()); // same capacity
             }
@@ -358,7 +380,7 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize>
             };
             v311::encode(&Packet::Unsubscribe(packet), buf).ok()?
         } else {
-            let mut list: heapless::Vec<SubscribeFilter<'_>, MAX_FILTERS_PER_REQUEST> = heapless::Vec::new();
+            let mut list: heapless::Vec<SubscribeFilter<'_>, FILTERS> = heapless::Vec::new();
             for (f, q) in &req.filters {
                 let _ = list.push(SubscribeFilter {
                     filter: f.as_str(),

@@ -17,7 +17,8 @@ pub const MAX_PASSWORD_LEN: usize = 128;
 pub const MAX_FILTER_LEN: usize = 128;
 /// Longest will payload the session stores.
 pub const MAX_WILL_PAYLOAD_LEN: usize = 256;
-/// Most filters in one `subscribe` or `unsubscribe` call.
+/// Most filters in one `subscribe` or `unsubscribe` call: the largest and default `FILTERS` of a
+/// [`Client`](super::Client), and the capacity of [`SubResults`].
 pub const MAX_FILTERS_PER_REQUEST: usize = 8;
 /// Most application SUBSCRIBE/UNSUBSCRIBE requests waiting for their acknowledgement at once.
 pub const MAX_PENDING_REQUESTS: usize = 4;
@@ -212,7 +213,7 @@ pub enum PublishError {
 pub enum RequestError {
     /// A filter is invalid.
     Filter(TopicError),
-    /// No filters, or more than [`MAX_FILTERS_PER_REQUEST`].
+    /// No filters, or more than the client's `FILTERS` (at most [`MAX_FILTERS_PER_REQUEST`]).
     FilterCount,
     /// QoS 2 is not supported.
     QoS2Unsupported,

@@ -5,7 +5,8 @@ use resilient_mqtt::codec::v311;
 use resilient_mqtt::codec::{ConnAck, ConnectReturnCode, Packet, Publish, SubAck};
 use resilient_mqtt::{Client, DisconnectReason, Event, Instant, Options, QoS, SubAckCode};
 
-pub type TestClient = Client<8, 1024, 1024, 8>;
+/// The client under test; `F` is its `FILTERS` (filters per request, default 8).
+pub type TestClient<const F: usize = 8> = Client<8, 1024, 1024, 8, F>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sent {
@@ -56,8 +57,8 @@ pub enum Ev {
     },
 }
 
-pub struct Harness {
-    pub client: TestClient,
+pub struct Harness<const F: usize = 8> {
+    pub client: TestClient<F>,
     pub now: u64,
     pub sent: Vec<Sent>,
     pub events: Vec<Ev>,
@@ -73,8 +74,15 @@ pub fn options(id: &str) -> Options<'_> {
 
 impl Harness {
     pub fn new(options: &Options<'_>) -> Self {
+        Harness::with_filters(options)
+    }
+}
+
+impl<const F: usize> Harness<F> {
+    /// A harness whose client takes at most `F` filters per request.
+    pub fn with_filters(options: &Options<'_>) -> Self {
         Harness {
-            client: TestClient::new(options).unwrap(),
+            client: TestClient::<F>::new(options).unwrap(),
             now: 0,
             sent: vec![],
             events: vec![],
