@@ -205,8 +205,9 @@ impl<const QUEUE: usize, const STORE: usize, const RX: usize, const SUBS: usize,
         self.store.push(token, topic, payload, qos, retain)
     }
 
-    /// Queues a SUBSCRIBE for up to `FILTERS` filters (see [`Client`]), answered by [`Event::Subscribed`] with
-    /// `token`. More filters are [`RequestError::FilterCount`]. Granted filters enter the subscription table, which is replayed when a broker lost the session.
+    /// Queues a SUBSCRIBE for up to `FILTERS` filters (see [`Client`]; more are [`RequestError::FilterCount`]),
+    /// answered by [`Event::Subscribed`] with `token`. Granted filters enter the subscription table, which is
+    /// replayed when a broker lost the session.
     pub fn subscribe(&mut self, token: u32, filters: &[(&str, QoS)]) -> Result<(), RequestError> {
         self.subs
             .add(RequestKind::Subscribe, token, &mut filters.iter().copied())
