@@ -25,6 +25,7 @@
 //! - **Answers to the target.** At most [`CONTROL_QUEUE`] small events (acks, statuses, pongs) wait for the link;
 //!   a request is taken from the link only when its answers fit, otherwise the link holds (clock stretching). A
 //!   broker state change that finds the queue full is sent as soon as there is room (the latest state wins).
+//!   `Time` and `Stats` answers carry the clock and the counters of the moment they enter the link's queue.
 
 use heapless::{Deque, String, Vec};
 use protocol::message::{MAX_PAYLOAD_LEN, MAX_TOPIC_LEN};
@@ -38,10 +39,19 @@ use resilient_mqtt::{
 };
 
 /// Small events (everything but messages) waiting for room in the link's send queue.
-pub const CONTROL_QUEUE: usize = 40;
-/// Room a request needs in the control queue before it is taken from the link (its answers, a status, and a
-/// configuration's refusals of publications it replaces are bounded by `QUEUE`, checked separately).
+///
+/// What bounds them: a request is taken from the link only when `REQUEST_ROOM` (4) entries are free, and its
+/// answers take at most three (a `Configure`'s statuses; a publication's refusal and `Backpressure`). The session's
+/// events are handled only when the queue is empty and take at most two (a `PubAck` and a `Backpressure`). The
+/// broker's and the WiFi's state changes wait beside the queue when it is full (the latest state wins), and the
+/// refusals of the publications that a new configuration drops wait in a list of their own (sent first). So
+/// requests and events never fill more than 7 entries; the 8th takes a state change. An entry takes 6 bytes.
+pub const CONTROL_QUEUE: usize = 8;
+/// Room a request needs in the control queue before it is taken from the link: its answers (at most three).
 const REQUEST_ROOM: usize = 4;
+/// Filters per SUBSCRIBE/UNSUBSCRIBE: the link's `Subscribe` and `Unsubscribe` carry one each. The session reserves
+/// room for this many filters in each of its 4 pending requests: one, not the session's default of 8, saves 3.8 KiB.
+const FILTERS: usize = 1;
 /// Longest WiFi SSID, passphrase and broker host kept for the board layer.
 const HOST_LEN: usize = protocol::message::MAX_NAME_LEN;
 
@@ -66,12 +76,26 @@ enum Broker {
     Down(DownReason),
 }
 
-/// A QoS 1 delivery to the target awaiting its `Ack`.
+/// A small event waiting for the link: 6 bytes where the link's `Event` takes 40 (for `Stats`). `Ready`, `Time`
+/// and `Stats` are made as they enter the link's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Ready,
+    Status(Status),
+    PubAck(u16),
+    SubAck(u16, SubResult),
+    UnsubAck(u16),
+    Pong(u16),
+    Time,
+    Stats,
+    Error(u16, ErrorKind),
+}
+
+/// A QoS 1 delivery to the target awaiting its `Ack`, on the current connection.
 #[derive(Debug, Clone, Copy)]
 struct Delivery {
     id: u16,
     packet_id: u16,
-    connection: u32,
 }
 
 /// What happened to a request taken from the link.
@@ -125,7 +149,7 @@ pub struct Bridge<
     const SUBS: usize = 16,
 > {
     port: Port<TX, RX>,
-    session: Option<Client<QUEUE, STORE, MQTT_RX, SUBS>>,
+    session: Option<Client<QUEUE, STORE, MQTT_RX, SUBS, FILTERS>>,
     network: Option<Network>,
     /// A digest of the configuration the session was made from: an identical `Configure` keeps the session.
     config_digest: u32,
@@ -134,16 +158,20 @@ pub struct Bridge<
     broker: Broker,
     /// A broker state change waits for room in the control queue.
     broker_pending: Option<Status>,
-    out: Deque<LinkEvent<'static>, CONTROL_QUEUE>,
+    /// The target has not been told the WiFi state yet (the control queue was full).
+    wifi_pending: bool,
+    out: Deque<Control, CONTROL_QUEUE>,
+    /// Publications of a session that a new configuration replaced, to be refused (before the control queue).
+    refusals: Vec<u16, QUEUE>,
     /// The target's ids of the publications in the session (their order does not matter).
     pubs: Vec<(u16, QoS), QUEUE>,
     /// Subscribe/unsubscribe requests waiting for the broker.
     requests_pending: usize,
     backpressure: bool,
+    /// Cleared at every connection change: a delivery of an earlier connection cannot be acknowledged any more
+    /// (the broker redelivers it).
     deliveries: Vec<Delivery, MAX_PENDING_ACKS>,
     next_delivery: u16,
-    /// Bumped at every connection change: a delivery of an earlier connection cannot be acknowledged any more.
-    connection: u32,
     wall_clock: Option<(Instant, u64)>,
     counters: Counters,
 }
@@ -240,21 +268,18 @@ impl<
             wifi_up: false,
             broker: Broker::Unknown,
             broker_pending: None,
+            wifi_pending: false,
             out: Deque::new(),
+            refusals: Vec::new(),
             pubs: Vec::new(),
             requests_pending: 0,
             backpressure: false,
             deliveries: Vec::new(),
             next_delivery: 0,
-            connection: 0,
             wall_clock: None,
             counters: Counters::default(),
         };
-        let ready = LinkEvent::Ready {
-            version: PROTOCOL_VERSION,
-            limits: b.limits(),
-        };
-        b.push(ready);
+        b.push(Control::Ready);
         b
     }
 
@@ -301,7 +326,11 @@ impl<
         self.wifi_up = up;
         info!("wifi {}", up as u8);
         if self.network.is_some() {
-            self.push(LinkEvent::Status(if up { Status::WifiUp } else { Status::WifiDown }));
+            if self.out.is_full() || self.wifi_pending {
+                self.wifi_pending = true;
+            } else {
+                self.push(Control::Status(if up { Status::WifiUp } else { Status::WifiDown }));
+            }
         }
         if !up {
             if let Some(s) = self.session.as_mut() {
@@ -396,16 +425,17 @@ impl<
     pub fn poll(&mut self, now: Instant) -> PollResult {
         let mut result = PollResult::default();
         loop {
-            self.flush();
+            self.flush(now);
             let mut progressed = false;
             let room = self.out.capacity() - self.out.len() >= REQUEST_ROOM;
             if room && self.port.received().is_some() && self.take_request(now) == Taken::Done {
                 result.requests += 1;
                 progressed = true;
             }
-            self.flush();
+            self.flush(now);
             // Messages go straight to the link queue: only when no answer waits before them and a whole frame fits.
-            let clear = self.out.is_empty() && self.broker_pending.is_none();
+            let clear = self.out.is_empty() && self.refusals.is_empty() && !self.wifi_pending;
+            let clear = clear && self.broker_pending.is_none();
             if clear && TX - self.port.tx_pending() >= MAX_FRAME_LEN && self.session_event(now) {
                 result.session_events += 1;
                 progressed = true;
@@ -417,11 +447,11 @@ impl<
         if let Some(s) = self.session.as_mut() {
             s.handle_timeout(now);
         }
-        self.flush();
+        self.flush(now);
         result
     }
 
-    fn push(&mut self, ev: LinkEvent<'static>) {
+    fn push(&mut self, ev: Control) {
         if self.out.push_back(ev).is_err() {
             // Callers check the room first; a status that did not fit is re-sent from `broker_pending`.
             warn!("control queue full");
@@ -429,14 +459,51 @@ impl<
     }
 
     /// Moves queued small events into the link's send queue as far as they fit.
-    fn flush(&mut self) {
+    fn flush(&mut self, now: Instant) {
+        // First: they concern publications of the replaced session, which nothing else in the queue mentions.
+        while let Some(&id) = self.refusals.last() {
+            if self
+                .port
+                .send(&LinkEvent::Error {
+                    id,
+                    kind: ErrorKind::Refused,
+                })
+                .is_err()
+            {
+                return;
+            }
+            self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
+            self.refusals.pop();
+        }
+        if self.wifi_pending {
+            let status = if self.wifi_up { Status::WifiUp } else { Status::WifiDown };
+            self.wifi_pending = self.out.push_back(Control::Status(status)).is_err();
+        }
         if let Some(s) = self.broker_pending {
-            if self.out.push_back(LinkEvent::Status(s)).is_ok() {
+            if self.out.push_back(Control::Status(s)).is_ok() {
                 self.broker_pending = None;
             }
         }
-        while let Some(ev) = self.out.front() {
-            if self.port.send(ev).is_err() {
+        while let Some(&c) = self.out.front() {
+            let ev = match c {
+                Control::Ready => LinkEvent::Ready {
+                    version: PROTOCOL_VERSION,
+                    limits: self.limits(),
+                },
+                Control::Status(s) => LinkEvent::Status(s),
+                Control::PubAck(id) => LinkEvent::PubAck { id },
+                Control::SubAck(id, result) => LinkEvent::SubAck { id, result },
+                Control::UnsubAck(id) => LinkEvent::UnsubAck { id },
+                Control::Pong(id) => LinkEvent::Pong { id },
+                Control::Time => LinkEvent::Time {
+                    unix_ms: self
+                        .wall_clock
+                        .map(|(at, ms)| ms.saturating_add(now.saturating_since(at).as_millis())),
+                },
+                Control::Stats => LinkEvent::Stats(self.stats()),
+                Control::Error(id, kind) => LinkEvent::Error { id, kind },
+            };
+            if self.port.send(&ev).is_err() {
                 break;
             }
             self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
@@ -457,21 +524,22 @@ impl<
     }
 
     fn queue_status(&mut self, status: Status) {
-        if self.out.is_full() {
+        // Behind a WiFi change that waits: the target hears them in order.
+        if self.out.is_full() || self.wifi_pending {
             self.broker_pending = Some(status);
         } else {
-            self.push(LinkEvent::Status(status));
+            self.push(Control::Status(status));
         }
     }
 
     fn error(&mut self, id: u16, kind: ErrorKind) {
-        self.push(LinkEvent::Error { id, kind });
+        self.push(Control::Error(id, kind));
     }
 
     fn set_backpressure(&mut self, full: bool) {
         if self.backpressure != full {
             self.backpressure = full;
-            self.push(LinkEvent::Status(Status::Backpressure { full }));
+            self.push(Control::Status(Status::Backpressure { full }));
         }
     }
 
@@ -515,19 +583,15 @@ impl<
                 Taken::Done
             }
             Request::Ping { id } => {
-                self.push(LinkEvent::Pong { id });
+                self.push(Control::Pong(id));
                 Taken::Done
             }
             Request::TimeRequest => {
-                let unix_ms = self
-                    .wall_clock
-                    .map(|(at, ms)| ms.saturating_add(now.saturating_since(at).as_millis()));
-                self.push(LinkEvent::Time { unix_ms });
+                self.push(Control::Time);
                 Taken::Done
             }
             Request::StatsRequest => {
-                let stats = self.stats();
-                self.push(LinkEvent::Stats(stats));
+                self.push(Control::Stats);
                 Taken::Done
             }
         }
@@ -550,7 +614,8 @@ impl<
             self.report_state();
             return Taken::Done;
         }
-        if self.out.capacity() - self.out.len() < self.pubs.len() + REQUEST_ROOM {
+        if self.refusals.len() + self.pubs.len() > QUEUE {
+            // The refusals of an earlier replacement are still going out (a rare burst of configurations).
             return Taken::Hold;
         }
         let will = match c.will {
@@ -599,9 +664,8 @@ impl<
             // Another configuration replaces the session: what the old one held cannot be carried over.
             info!("configuration replaced");
             old.disconnect(now);
-            for i in 0..self.pubs.len() {
-                let id = self.pubs[i].0;
-                self.error(id, ErrorKind::Refused);
+            for &(id, _) in self.pubs.iter().rev() {
+                let _ = self.refusals.push(id); // room checked above
             }
             self.pubs.clear();
             self.deliveries.clear();
@@ -613,20 +677,19 @@ impl<
         self.network = Some(network);
         self.config_digest = d;
         self.broker = Broker::Unknown;
-        self.connection = self.connection.wrapping_add(1);
         self.report_state();
         Taken::Done
     }
 
     fn report_state(&mut self) {
-        self.push(LinkEvent::Status(if self.wifi_up {
+        self.push(Control::Status(if self.wifi_up {
             Status::WifiUp
         } else {
             Status::WifiDown
         }));
         match self.broker {
-            Broker::Up => self.push(LinkEvent::Status(Status::BrokerUp { session_present: true })),
-            Broker::Down(reason) => self.push(LinkEvent::Status(Status::BrokerDown { reason })),
+            Broker::Up => self.push(Control::Status(Status::BrokerUp { session_present: true })),
+            Broker::Down(reason) => self.push(Control::Status(Status::BrokerDown { reason })),
             Broker::Unknown => {}
         }
     }
@@ -721,10 +784,6 @@ impl<
             return;
         };
         let d = self.deliveries.swap_remove(i);
-        if d.connection != self.connection {
-            // Of an earlier connection: the broker redelivers it, to be acked then.
-            return;
-        }
         if let Some(s) = self.session.as_mut() {
             let _ = s.ack(d.packet_id);
         }
@@ -771,11 +830,7 @@ impl<
                         if self.deliveries.is_full() {
                             self.deliveries.remove(0);
                         }
-                        let _ = self.deliveries.push(Delivery {
-                            id,
-                            packet_id,
-                            connection: self.connection,
-                        });
+                        let _ = self.deliveries.push(Delivery { id, packet_id });
                     }
                 } else {
                     warn!("message frame did not fit the link queue");
@@ -787,7 +842,7 @@ impl<
                     self.pubs.swap_remove(i);
                 }
                 self.counters.published = self.counters.published.wrapping_add(1);
-                self.push(LinkEvent::PubAck { id });
+                self.push(Control::PubAck(id));
                 if self.backpressure {
                     self.set_backpressure(false);
                 }
@@ -795,25 +850,20 @@ impl<
             MqttEvent::Subscribed { token, results } => {
                 self.requests_pending = self.requests_pending.saturating_sub(1);
                 let result = sub_result(results.first());
-                self.push(LinkEvent::SubAck {
-                    id: token as u16,
-                    result,
-                });
+                self.push(Control::SubAck(token as u16, result));
             }
             MqttEvent::Unsubscribed { token } => {
                 self.requests_pending = self.requests_pending.saturating_sub(1);
-                self.push(LinkEvent::UnsubAck { id: token as u16 });
+                self.push(Control::UnsubAck(token as u16));
             }
             MqttEvent::Connected { session_present } => {
                 self.counters.connections = self.counters.connections.saturating_add(1);
-                self.connection = self.connection.wrapping_add(1);
                 self.deliveries.clear();
                 self.broker = Broker::Up;
                 info!("broker up (session present {})", session_present as u8);
                 self.queue_status(Status::BrokerUp { session_present });
             }
             MqttEvent::Disconnected { reason } => {
-                self.connection = self.connection.wrapping_add(1);
                 self.deliveries.clear();
                 let reason = if self.wifi_up {
                     down_reason(reason)

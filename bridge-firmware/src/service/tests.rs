@@ -751,3 +751,109 @@ fn unsubscribe_is_answered_after_the_broker_unsuback() {
     r.broker_sends(&Packet::UnsubAck(pid));
     assert_eq!(r.pump(), vec![Ev::UnsubAck(2)]);
 }
+
+/// Sends pings without reading the bridge's answers, until the bridge holds one on the link: its send queue and
+/// then its control queue are full.
+fn stall_with_pings(r: &mut Rig<Std>) {
+    for id in 1..5000u16 {
+        if r.target.send(&Request::Ping { id }).is_err() {
+            break;
+        }
+        while r.target.tx_ready() && r.bridge.port().received().is_none() {
+            let b = r.target.tx_next().expect("byte");
+            assert!(r.bridge.port().rx(b));
+        }
+        let _ = r.bridge.poll(r.now);
+        if r.bridge.port().received().is_some() {
+            return;
+        }
+    }
+    panic!("the bridge never held a request");
+}
+
+#[test]
+fn the_last_wifi_state_reaches_a_stalled_target_even_past_a_full_control_queue() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    stall_with_pings(&mut r);
+    for up in [false, true, false, true, false, true] {
+        r.bridge.handle_wifi(up, r.now);
+    }
+    let ev = r.pump();
+    let pongs = ev.iter().filter(|e| matches!(e, Ev::Pong(_))).count();
+    let wifi: Vec<_> = ev
+        .iter()
+        .filter(|e| matches!(e, Ev::Status(Status::WifiUp | Status::WifiDown)))
+        .collect();
+    assert!(pongs > 100, "{pongs}");
+    assert_eq!(wifi.last(), Some(&&Ev::Status(Status::WifiUp)), "{wifi:?}");
+    assert!(wifi.len() < 6, "changes beyond the queue's room were merged: {wifi:?}");
+    // The ping that was held is answered too, and the link carries requests again.
+    assert_eq!(r.request(&Request::Ping { id: 60_000 }), vec![Ev::Pong(60_000)]);
+}
+
+#[test]
+fn a_configuration_refuses_more_dropped_publications_than_the_control_queue_holds() {
+    // 12 publications in the replaced session, with 8 entries of control queue: all 12 are refused, once each.
+    let (mut r, _) = Rig::<Std>::connected(false);
+    const TOPICS: [&str; 12] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p11"];
+    for (i, topic) in TOPICS.iter().enumerate() {
+        assert_eq!(
+            r.request(&publish(i as u16 + 1, topic, b"x", QoS::AtLeastOnce, false)),
+            vec![]
+        );
+    }
+    let mut other = config(1);
+    other.client_id = "other";
+    let ev = r.request(&Request::Configure(other));
+    let mut refused: Vec<u16> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Ev::Error(id, ErrorKind::Refused) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    refused.sort_unstable();
+    assert_eq!(refused, (1..=12).collect::<Vec<u16>>(), "{ev:?}");
+    assert!(ev.contains(&Ev::Status(Status::WifiUp)), "{ev:?}");
+    // The new session takes publications with the same ids.
+    assert_eq!(r.request(&publish(1, "q", b"y", QoS::AtLeastOnce, false)), vec![]);
+}
+
+#[test]
+fn names_within_the_links_limits_but_over_the_sessions_are_refused_with_too_long() {
+    // The link allows 256-byte filters and will topics and 128-byte client ids and user names; the MQTT session
+    // stores 128 and 64 (resilient-mqtt's MAX_* constants). Between the two the target gets a typed error.
+    let filter = "f".repeat(200);
+    let (mut r, _) = Rig::<Std>::connected(false);
+    assert_eq!(
+        r.request(&Request::Unsubscribe { id: 3, filter: &filter }),
+        vec![Ev::Error(3, ErrorKind::TooLong)]
+    );
+    let long_id = "c".repeat(100);
+    let long_topic = "w".repeat(200);
+    let mut c = config(1);
+    c.client_id = &long_id;
+    assert_eq!(
+        r.request(&Request::Configure(c)),
+        vec![Ev::Error(0, ErrorKind::TooLong)]
+    );
+    let mut c = config(1);
+    c.username = Some(&long_id);
+    assert_eq!(
+        r.request(&Request::Configure(c)),
+        vec![Ev::Error(0, ErrorKind::TooLong)]
+    );
+    let mut c = config(1);
+    c.will = Some(Will {
+        topic: &long_topic,
+        payload: b"gone",
+        qos: QoS::AtLeastOnce,
+        retain: false,
+    });
+    assert_eq!(
+        r.request(&Request::Configure(c)),
+        vec![Ev::Error(0, ErrorKind::TooLong)]
+    );
+    // The refused configurations left the session as it was.
+    assert!(r.bridge.is_link_up());
+}
