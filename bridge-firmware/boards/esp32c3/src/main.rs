@@ -52,15 +52,23 @@ esp_bootloader_esp_idf::esp_app_desc!();
 
 // ----- sizes -----
 
-/// The link's send queue: two whole frames.
-const LINK_TX: usize = 2 * MAX_FRAME_LEN;
+// Lean: the bridge core's RAM goal is 12 KiB (see `docs/benchmarks.md`).
+
+/// The largest PUBLISH packet the link can carry either way: a 256-byte topic and a 1024-byte payload at QoS 1,
+/// with the longest fixed header (1289 bytes).
+const LARGEST_PUBLISH: usize = 5 + (2 + MAX_TOPIC_LEN) + 2 + MAX_PAYLOAD_LEN;
+/// The link's send queue: one whole frame and 256 bytes for answers and small messages. A message from the broker
+/// goes into it only when a whole frame fits (the service's rule), so the next one waits in the session meanwhile.
+const LINK_TX: usize = MAX_FRAME_LEN + 256;
 /// Publications queued or in flight toward the broker (also the target's window).
-const QUEUE: usize = 8;
-/// Bytes of topic and payload those publications may hold: a little over three of the largest.
-const STORE: usize = 4096;
-/// The MQTT receive buffer: the largest packet accepted from the broker. The link carries at most a 256-byte
-/// topic and a 1024-byte payload (1289 bytes as a PUBLISH packet); a larger message cannot reach the target anyway.
-const MQTT_RX: usize = 2048;
+const QUEUE: usize = 4;
+/// Bytes of topic and payload those publications may hold: one of the largest the link carries (1280) and small
+/// ones; over it the target hears `QueueFull` and `Backpressure`, and sends again.
+const STORE: usize = 1536;
+/// The MQTT receive buffer: the largest packet accepted from the broker, as large as any message the link can
+/// carry. A message that fits but whose topic or payload is over the link's limits is dropped and acknowledged; a
+/// larger packet ends the connection (`BrokerDown { ProtocolError }`).
+const MQTT_RX: usize = LARGEST_PUBLISH;
 /// Subscriptions remembered for replay.
 const SUBS: usize = 8;
 /// The bridge core as this image sizes it (see `docs/benchmarks.md` for its RAM).
@@ -68,8 +76,7 @@ type Core = Bridge<LINK_TX, MAX_FRAME_LEN, QUEUE, STORE, MQTT_RX, SUBS>;
 
 /// Packets to the broker are assembled here. The session never makes a packet larger than the largest PUBLISH the
 /// link can ask for (a CONNECT is at most 665 bytes with the session's limits, a SUBSCRIBE 140).
-const MQTT_TX: usize = 1536;
-const _: () = assert!(MQTT_TX >= 5 + (2 + MAX_TOPIC_LEN) + 2 + MAX_PAYLOAD_LEN);
+const MQTT_TX: usize = LARGEST_PUBLISH;
 /// The TCP socket's buffers.
 const TCP_RX: usize = 2048;
 const TCP_TX: usize = 2048;
