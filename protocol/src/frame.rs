@@ -1,4 +1,4 @@
-//! Frames: a postcard-encoded message, its CRC-16, COBS-encoded and ended by one `0x00`.
+//! Frames: a message in postcard's encoding ([`crate::wire`]), its CRC-16, COBS-encoded and ended by one `0x00`.
 //!
 //! ```text
 //! frame = COBS( message ‖ crc16_le(message) ) ‖ 0x00
@@ -14,10 +14,9 @@
 //! that starts in the middle of a frame is back in step at the next `0x00`.
 
 use crc::{Crc, Digest, NoTable, CRC_16_IBM_3740};
-use postcard::ser_flavors::Flavor;
-use serde::Serialize;
 
 use crate::message::MAX_MESSAGE_LEN;
+use crate::wire::{Encode, Sink};
 
 /// The frame CRC (see the module documentation for the choice).
 pub const CRC: Crc<u16, NoTable> = Crc::<u16, NoTable>::new(&CRC_16_IBM_3740);
@@ -34,34 +33,38 @@ pub const fn max_encoded_len(n: usize) -> usize {
 /// Longest frame any valid message produces; a decoder with this capacity accepts every message.
 pub const MAX_FRAME_LEN: usize = max_encoded_len(MAX_MESSAGE_LEN);
 
-/// Why a message could not be encoded into a frame.
+/// Why a message could not be encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum EncodeError {
-    /// The caller's buffer is too small for this frame.
+    /// The caller's buffer is too small for this frame or message.
     BufferFull,
-    /// The message cannot be serialized (should not happen for this crate's messages).
-    Serialize,
 }
 
 impl core::fmt::Display for EncodeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            EncodeError::BufferFull => f.write_str("frame buffer too small"),
-            EncodeError::Serialize => f.write_str("message cannot be serialized"),
+            EncodeError::BufferFull => f.write_str("buffer too small for the frame"),
         }
     }
 }
 
 impl core::error::Error for EncodeError {}
 
-/// A postcard flavor that COBS-encodes into a slice as it goes and keeps the CRC of the raw bytes.
-struct CobsCrcWriter<'b> {
+/// COBS-encodes a message into a buffer as it goes and keeps the CRC of the raw bytes.
+///
+/// The frame may start anywhere in the buffer and wrap around its end (the buffer is a ring, as a [`crate::Port`]'s
+/// send queue is); it may take at most `room` bytes.
+pub(crate) struct CobsCrcWriter<'b> {
     buf: &'b mut [u8],
-    /// Where the code byte of the current block goes.
+    /// Where the frame starts in `buf`.
+    start: usize,
+    /// Bytes the frame may take.
+    room: usize,
+    /// Where the code byte of the current block goes, from the frame's start.
     code_at: usize,
-    /// Next free position.
+    /// Next free position, from the frame's start.
     pos: usize,
     /// Code of the current block: 1 + data bytes in it.
     code: u8,
@@ -69,25 +72,33 @@ struct CobsCrcWriter<'b> {
 }
 
 impl<'b> CobsCrcWriter<'b> {
-    fn new(buf: &'b mut [u8]) -> Result<Self, postcard::Error> {
-        if buf.is_empty() {
-            return Err(postcard::Error::SerializeBufferFull);
-        }
-        Ok(CobsCrcWriter {
+    /// A frame at `start` (below `buf.len()`, or 0) taking at most `room` bytes (at most `buf.len()`).
+    pub(crate) fn new(buf: &'b mut [u8], start: usize, room: usize) -> Self {
+        CobsCrcWriter {
             buf,
+            start,
+            room,
             code_at: 0,
             pos: 1,
             code: 1,
             digest: CRC.digest(),
-        })
+        }
     }
 
-    fn put(&mut self, at: usize, byte: u8) -> postcard::Result<()> {
-        *self.buf.get_mut(at).ok_or(postcard::Error::SerializeBufferFull)? = byte;
+    fn put(&mut self, at: usize, byte: u8) -> Result<(), EncodeError> {
+        if at >= self.room {
+            return Err(EncodeError::BufferFull);
+        }
+        // start < len and at < room <= len: one subtraction wraps it.
+        let mut i = self.start + at;
+        if i >= self.buf.len() {
+            i -= self.buf.len();
+        }
+        *self.buf.get_mut(i).ok_or(EncodeError::BufferFull)? = byte;
         Ok(())
     }
 
-    fn close_block(&mut self) -> postcard::Result<()> {
+    fn close_block(&mut self) -> Result<(), EncodeError> {
         self.put(self.code_at, self.code)?;
         self.code_at = self.pos;
         self.pos += 1;
@@ -96,7 +107,7 @@ impl<'b> CobsCrcWriter<'b> {
     }
 
     /// COBS-encodes one byte without touching the CRC.
-    fn encode(&mut self, byte: u8) -> postcard::Result<()> {
+    fn encode(&mut self, byte: u8) -> Result<(), EncodeError> {
         if byte == 0 {
             return self.close_block();
         }
@@ -108,22 +119,9 @@ impl<'b> CobsCrcWriter<'b> {
         }
         Ok(())
     }
-}
 
-impl Flavor for CobsCrcWriter<'_> {
-    type Output = usize;
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.digest.update(&[data]);
-        self.encode(data)
-    }
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.digest.update(data);
-        data.iter().try_for_each(|&b| self.encode(b))
-    }
-
-    fn finalize(mut self) -> postcard::Result<usize> {
+    /// Ends the frame (CRC, last code byte, delimiter) and returns its length.
+    pub(crate) fn finish(mut self) -> Result<usize, EncodeError> {
         let crc = core::mem::replace(&mut self.digest, CRC.digest()).finalize();
         for b in crc.to_le_bytes() {
             self.encode(b)?;
@@ -134,15 +132,21 @@ impl Flavor for CobsCrcWriter<'_> {
     }
 }
 
+impl Sink for CobsCrcWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        self.digest.update(bytes);
+        bytes.iter().try_for_each(|&b| self.encode(b))
+    }
+}
+
 /// Encodes `msg` as one frame into `buf` and returns the frame's length (delimiter included).
 ///
 /// `buf` needs at most [`max_encoded_len`] of the message's length; [`MAX_FRAME_LEN`] is always enough.
-pub fn encode<T: Serialize + ?Sized>(msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
-    let writer = CobsCrcWriter::new(buf).map_err(|_| EncodeError::BufferFull)?;
-    postcard::serialize_with_flavor(msg, writer).map_err(|e| match e {
-        postcard::Error::SerializeBufferFull => EncodeError::BufferFull,
-        _ => EncodeError::Serialize,
-    })
+pub fn encode<T: Encode + ?Sized>(msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let room = buf.len();
+    let mut writer = CobsCrcWriter::new(buf, 0, room);
+    msg.encode_to(&mut writer)?;
+    writer.finish()
 }
 
 /// Why a frame was dropped by the decoder.

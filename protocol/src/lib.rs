@@ -9,6 +9,7 @@ pub mod message;
 pub mod port;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod wire;
 
 pub use frame::{encode, Feed, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use message::{
@@ -16,3 +17,4 @@ pub use message::{
     PROTOCOL_VERSION,
 };
 pub use port::{Port, SendError};
+pub use wire::Encode;

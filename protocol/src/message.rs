@@ -2,10 +2,10 @@
 //!
 //! Every message borrows its strings and byte strings from the buffer it was decoded from, so decoding copies
 //! nothing and needs no heap. The wire encoding is postcard's (varint integers, length-prefixed strings, enum
-//! variants as a varint index); `docs/protocol.md` pins it with golden bytes. New variants are only ever appended,
+//! variants as a varint index), written out in [`crate::wire`]; `docs/protocol.md` pins it with golden bytes. New variants are only ever appended,
 //! so an older peer reports a newer message as [`DecodeError::UnknownMessage`] instead of misreading it.
 
-use serde::{Deserialize, Serialize};
+use crate::wire::Reader;
 
 /// The protocol version this crate speaks. A peer announcing another version is refused (see `docs/protocol.md`).
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -26,8 +26,9 @@ pub const MAX_WILL_PAYLOAD_LEN: usize = 256;
 pub const MAX_MESSAGE_LEN: usize = 1344;
 
 /// MQTT quality of service. QoS 2 is not offered: values other than 0 and 1 decode as `Unknown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "u8", into = "u8")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "u8", into = "u8"))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum QoS {
     /// Fire and forget.
@@ -59,7 +60,8 @@ impl From<QoS> for u8 {
 }
 
 /// The last will the broker publishes when the bridge's connection dies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Will<'a> {
     /// Topic of the will.
@@ -73,7 +75,8 @@ pub struct Will<'a> {
 }
 
 /// Everything the bridge needs to reach the broker. The target owns it and sends it after every bridge start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config<'a> {
     /// The sender's [`PROTOCOL_VERSION`]; the bridge refuses another with [`ErrorKind::VersionMismatch`].
@@ -97,18 +100,19 @@ pub struct Config<'a> {
     /// MQTT clean session flag.
     pub clean_session: bool,
     /// Last will.
-    #[serde(borrow)]
+    #[cfg_attr(feature = "serde", serde(borrow))]
     pub will: Option<Will<'a>>,
     /// Whether the target wants TLS to the broker.
     pub tls: bool,
 }
 
 /// A request from the target to the bridge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Request<'a> {
     /// Connect to WiFi and the broker with this configuration (replaces any earlier one).
-    #[serde(borrow)]
+    #[cfg_attr(feature = "serde", serde(borrow))]
     Configure(Config<'a>),
     /// Publish a message. For QoS 1 the bridge answers [`Event::PubAck`] once the broker has acknowledged it.
     Publish {
@@ -157,7 +161,8 @@ pub enum Request<'a> {
 }
 
 /// The limits of the bridge, announced in [`Event::Ready`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Limits {
     /// Longest frame the bridge accepts (COBS-encoded, with CRC and delimiter).
@@ -171,8 +176,9 @@ pub struct Limits {
 }
 
 /// Why the broker connection is down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "u8", into = "u8")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "u8", into = "u8"))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum DownReason {
     /// Not configured yet, or WiFi is down.
@@ -246,7 +252,8 @@ impl From<DownReason> for u8 {
 }
 
 /// A change of the bridge's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Status {
     /// WiFi associated and an address obtained.
@@ -272,8 +279,9 @@ pub enum Status {
 }
 
 /// The broker's answer to a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "u8", into = "u8")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "u8", into = "u8"))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SubResult {
     /// Granted at this QoS.
@@ -302,8 +310,9 @@ impl From<SubResult> for u8 {
 }
 
 /// Why the bridge refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "u8", into = "u8")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(from = "u8", into = "u8"))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ErrorKind {
     /// The request's protocol version is not the bridge's.
@@ -357,7 +366,8 @@ impl From<ErrorKind> for u8 {
 }
 
 /// The bridge's counters, answered to [`Request::StatsRequest`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Stats {
     /// Frames received intact from the target.
@@ -379,7 +389,8 @@ pub struct Stats {
 }
 
 /// An event from the bridge to the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
     /// The bridge (re)started and waits for [`Request::Configure`].
@@ -482,25 +493,14 @@ fn check_opt(s: Option<&[u8]>, max: usize) -> Result<(), DecodeError> {
     s.map_or(Ok(()), |s| check(s.len(), max))
 }
 
-/// Decodes a message, checks that nothing trails it and that every field is within the limits.
-fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], variants: u32) -> Result<T, DecodeError> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((msg, [])) => Ok(msg),
-        Ok(_) => Err(DecodeError::Malformed),
-        Err(_) => match postcard::take_from_bytes::<u32>(bytes) {
-            Ok((tag, _)) if tag >= variants => Err(DecodeError::UnknownMessage(tag)),
-            _ => Err(DecodeError::Malformed),
-        },
-    }
-}
-
 impl<'a> Request<'a> {
-    /// Number of request variants this version knows.
-    const VARIANTS: u32 = 8;
-
-    /// Decodes a request from a frame's message bytes (see [`crate::frame::FrameDecoder`]).
+    /// Decodes a request from a frame's message bytes (see [`crate::frame::FrameDecoder`]); nothing may trail it
+    /// and every field must be within the limits.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let req: Request<'a> = decode(bytes, Self::VARIANTS)?;
+        let mut r = Reader::new(bytes);
+        let tag = r.tag()?;
+        let req = r.request(tag)?;
+        r.end()?;
         req.check_limits()?;
         Ok(req)
     }
@@ -534,12 +534,13 @@ impl<'a> Request<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// Number of event variants this version knows.
-    const VARIANTS: u32 = 10;
-
-    /// Decodes an event from a frame's message bytes (see [`crate::frame::FrameDecoder`]).
+    /// Decodes an event from a frame's message bytes (see [`crate::frame::FrameDecoder`]); nothing may trail it
+    /// and every field must be within the limits.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let ev: Event<'a> = decode(bytes, Self::VARIANTS)?;
+        let mut r = Reader::new(bytes);
+        let tag = r.tag()?;
+        let ev = r.event(tag)?;
+        r.end()?;
         ev.check_limits()?;
         Ok(ev)
     }

@@ -1,14 +1,13 @@
 //! A [`Port`]: the frame queues between an application and a link engine.
 //!
-//! Outgoing messages are encoded into a byte queue as whole frames (so the engine never waits for a frame's next
+//! Outgoing messages are encoded into a byte ring as whole frames (so the engine never waits for a frame's next
 //! byte); incoming bytes go through a [`FrameDecoder`]. A received frame stays in the decoder until the
 //! application has taken it, and until then the port refuses further bytes: the link holds (flow control), nothing
 //! is dropped.
 
-use serde::Serialize;
-
-use crate::frame::{encode, EncodeError, Feed, FrameDecoder, FrameError};
+use crate::frame::{CobsCrcWriter, Feed, FrameDecoder, FrameError};
 use crate::link::LinkIo;
+use crate::wire::Encode;
 
 /// Why a message could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,9 +52,10 @@ pub struct PortStats {
 /// `RX` bounds the longest frame accepted; [`crate::MAX_FRAME_LEN`] accepts every message.
 #[derive(Debug, Clone)]
 pub struct Port<const TX: usize, const RX: usize> {
+    /// A ring: `tx_len` bytes of frames from `tx_start` on, wrapping around the end.
     tx: [u8; TX],
     tx_start: usize,
-    tx_end: usize,
+    tx_len: usize,
     decoder: FrameDecoder<RX>,
     /// Length of a received message waiting in the decoder's buffer.
     ready: Option<usize>,
@@ -76,7 +76,7 @@ impl<const TX: usize, const RX: usize> Port<TX, RX> {
         Port {
             tx: [0; TX],
             tx_start: 0,
-            tx_end: 0,
+            tx_len: 0,
             decoder: FrameDecoder::new(),
             ready: None,
             error: None,
@@ -85,47 +85,32 @@ impl<const TX: usize, const RX: usize> Port<TX, RX> {
     }
 
     /// Encodes `msg` as a frame at the end of the send queue.
-    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), SendError> {
-        match encode(msg, &mut self.tx[self.tx_end..]) {
-            Ok(n) => {
-                self.tx_end += n;
-                self.frames_queued += 1;
-                return Ok(());
-            }
-            Err(EncodeError::BufferFull) => {}
-            Err(EncodeError::Serialize) => return Err(SendError::TooLarge),
+    pub fn send<T: Encode + ?Sized>(&mut self, msg: &T) -> Result<(), SendError> {
+        let mut at = self.tx_start + self.tx_len;
+        if at >= TX {
+            at -= TX;
         }
-        if self.tx_start == 0 {
-            return Err(if self.tx_end == 0 {
-                SendError::TooLarge
-            } else {
-                SendError::Full
-            });
-        }
-        self.tx.copy_within(self.tx_start..self.tx_end, 0);
-        self.tx_end -= self.tx_start;
-        self.tx_start = 0;
-        let was_empty = self.tx_end == 0;
-        match encode(msg, &mut self.tx[self.tx_end..]) {
+        let mut writer = CobsCrcWriter::new(&mut self.tx, at, TX - self.tx_len);
+        match msg.encode_to(&mut writer).and_then(|()| writer.finish()) {
             Ok(n) => {
-                self.tx_end += n;
+                self.tx_len += n;
                 self.frames_queued += 1;
                 Ok(())
             }
-            Err(_) if was_empty => Err(SendError::TooLarge),
+            Err(_) if self.tx_len == 0 => Err(SendError::TooLarge),
             Err(_) => Err(SendError::Full),
         }
     }
 
     /// Bytes waiting to be sent.
     pub fn tx_pending(&self) -> usize {
-        self.tx_end - self.tx_start
+        self.tx_len
     }
 
     /// Forgets everything queued for sending and any partial frame received (after the peer was reset).
     pub fn clear(&mut self) {
         self.tx_start = 0;
-        self.tx_end = 0;
+        self.tx_len = 0;
         self.decoder.reset();
         self.ready = None;
         self.error = None;
@@ -162,19 +147,19 @@ impl<const TX: usize, const RX: usize> Port<TX, RX> {
 
 impl<const TX: usize, const RX: usize> LinkIo for Port<TX, RX> {
     fn tx_ready(&self) -> bool {
-        self.tx_start < self.tx_end
+        self.tx_len > 0
     }
 
     fn tx_next(&mut self) -> Option<u8> {
-        if self.tx_start == self.tx_end {
+        if self.tx_len == 0 {
             return None;
         }
-        let byte = self.tx[self.tx_start];
+        let byte = *self.tx.get(self.tx_start)?;
         self.tx_start += 1;
-        if self.tx_start == self.tx_end {
+        if self.tx_start == TX {
             self.tx_start = 0;
-            self.tx_end = 0;
         }
+        self.tx_len -= 1;
         Some(byte)
     }
 

@@ -10,11 +10,11 @@ use protocol::message::{
     MAX_MESSAGE_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_SSID_LEN, MAX_TOPIC_LEN, MAX_WIFI_PASSWORD_LEN,
     MAX_WILL_PAYLOAD_LEN,
 };
+use protocol::Encode;
 use protocol::{
     Config, DecodeError, DownReason, ErrorKind, Event, Feed, FrameDecoder, FrameError, Limits, QoS, Request, Stats,
     Status, SubResult, Will, MAX_FRAME_LEN,
 };
-use serde::Serialize;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Owned mirrors of the borrowed messages, so that proptest can generate and shrink them.
@@ -389,14 +389,27 @@ fn chunks() -> impl Strategy<Value = Vec<usize>> {
 // Helpers.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// The message bytes (postcard), without a frame.
-fn message_bytes<T: Serialize>(msg: &T) -> Vec<u8> {
+/// The message bytes, without a frame.
+fn message_bytes<T: Encode>(msg: &T) -> Vec<u8> {
     let mut buf = vec![0u8; 4 * MAX_MESSAGE_LEN];
-    postcard::to_slice(msg, &mut buf).expect("serializes").to_vec()
+    let n = protocol::wire::encode(msg, &mut buf).expect("encodes");
+    buf.truncate(n);
+    buf
+}
+
+/// `v` as an unsigned LEB128 varint (postcard's integers).
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+    out
 }
 
 /// The whole frame, delimiter included.
-fn frame<T: Serialize>(msg: &T) -> Vec<u8> {
+fn frame<T: Encode>(msg: &T) -> Vec<u8> {
     let mut buf = vec![0u8; MAX_FRAME_LEN];
     let n = protocol::encode(msg, &mut buf).expect("fits MAX_FRAME_LEN");
     buf.truncate(n);
@@ -590,7 +603,7 @@ proptest! {
 
     #[test]
     fn unknown_variant_index_is_reported(tag in 0u32..100_000, rest in bytes(8)) {
-        let mut bytes = message_bytes(&tag); // the index as a varint
+        let mut bytes = varint(tag.into()); // the index as a varint
         bytes.extend(rest);
         if tag >= 8 {
             prop_assert_eq!(Request::decode(&bytes), Err(DecodeError::UnknownMessage(tag)));
@@ -1015,5 +1028,163 @@ fn one_byte_over_any_limit_is_too_long() {
             dup: false,
         };
         assert_eq!(Event::decode(&message_bytes(&ev)), Err(DecodeError::TooLong));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The built-in encoding is postcard's: with the `serde` feature, postcard and serde agree with it byte for byte,
+// and on which bytes are refused and how.
+// ---------------------------------------------------------------------------------------------------------------
+
+#[cfg(feature = "serde")]
+mod postcard_agrees {
+    use super::*;
+
+    fn postcard_bytes<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+        let mut buf = vec![0u8; 4 * MAX_MESSAGE_LEN];
+        postcard::to_slice(msg, &mut buf).expect("serializes").to_vec()
+    }
+
+    /// Decoding through serde and postcard, with the checks `decode` makes: nothing trailing, the variant index
+    /// known, the limits.
+    fn postcard_decode<'a, T: serde::Deserialize<'a>>(
+        bytes: &'a [u8],
+        variants: u32,
+        limits: impl Fn(&T) -> Result<(), DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let msg = match postcard::take_from_bytes::<T>(bytes) {
+            Ok((msg, [])) => msg,
+            Ok(_) => return Err(DecodeError::Malformed),
+            Err(_) => {
+                return match postcard::take_from_bytes::<u32>(bytes) {
+                    Ok((tag, _)) if tag >= variants => Err(DecodeError::UnknownMessage(tag)),
+                    _ => Err(DecodeError::Malformed),
+                }
+            }
+        };
+        limits(&msg)?;
+        Ok(msg)
+    }
+
+    fn check_decoders_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+        prop_assert_eq!(
+            Request::decode(bytes),
+            postcard_decode(bytes, 8, Request::check_limits),
+            "request"
+        );
+        prop_assert_eq!(
+            Event::decode(bytes),
+            postcard_decode(bytes, 10, Event::check_limits),
+            "event"
+        );
+        Ok(())
+    }
+
+    /// A valid message's bytes, damaged: cut short, one byte changed, or a byte appended.
+    fn damaged(mut bytes: Vec<u8>, at: prop::sample::Index, value: u8, how: u8) -> Vec<u8> {
+        match how % 3 {
+            0 => bytes.truncate(at.index(bytes.len())),
+            1 => {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            _ => bytes.push(value),
+        }
+        bytes
+    }
+
+    proptest! {
+        #[test]
+        fn requests_encode_as_postcard_does(req in request()) {
+            let req = req.get();
+            prop_assert_eq!(message_bytes(&req), postcard_bytes(&req));
+        }
+
+        #[test]
+        fn events_encode_as_postcard_does(ev in event()) {
+            let ev = ev.get();
+            prop_assert_eq!(message_bytes(&ev), postcard_bytes(&ev));
+        }
+
+        #[test]
+        fn decoders_agree_on_arbitrary_bytes(tag in 0u8..12, input in bytes(80)) {
+            let mut bytes = vec![tag];
+            bytes.extend(input);
+            check_decoders_agree(&bytes)?;
+        }
+
+        #[test]
+        fn decoders_agree_on_damaged_requests(
+            req in request(), at in any::<prop::sample::Index>(), value in any::<u8>(), how in any::<u8>(),
+        ) {
+            check_decoders_agree(&damaged(message_bytes(&req.get()), at, value, how))?;
+        }
+
+        #[test]
+        fn decoders_agree_on_damaged_events(
+            ev in event(), at in any::<prop::sample::Index>(), value in any::<u8>(), how in any::<u8>(),
+        ) {
+            check_decoders_agree(&damaged(message_bytes(&ev.get()), at, value, how))?;
+        }
+
+        /// Varints at the edges of their widths: the longest form, a last byte with bits beyond the width,
+        /// padding groups of zeros.
+        #[test]
+        fn decoders_agree_on_odd_varints(
+            tag in prop_oneof![Just(2u8), Just(4), Just(7), Just(8)],
+            groups in vec(prop_oneof![0x80u8..=0xFF, 0u8..0x80], 1..12),
+        ) {
+            let mut bytes = vec![tag];
+            bytes.extend(groups);
+            check_decoders_agree(&bytes)?;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A port's send queue is a ring: frames wrap around its end and come out whole, in order.
+// ---------------------------------------------------------------------------------------------------------------
+
+proptest! {
+    /// Queues requests into a small port while draining some bytes between them, so that frames start anywhere
+    /// and wrap around the end of the ring; every frame queued comes out intact and in order, and a refusal is
+    /// `Full` when bytes are queued and `TooLarge` only when the queue is empty.
+    #[test]
+    fn port_send_queue_wraps_around(reqs in vec(request(), 1..20), drains in vec(0usize..60, 20)) {
+        use protocol::link::LinkIo;
+        use protocol::{Port, SendError};
+
+        let mut port = Port::<97, 8>::new();
+        let mut sent = Vec::new();
+        let mut wire = Vec::new();
+        for (req, drain) in reqs.iter().zip(&drains) {
+            let req = req.get();
+            let len = frame(&req).len();
+            let before = port.tx_pending();
+            match port.send(&req) {
+                Ok(()) => {
+                    prop_assert_eq!(port.tx_pending(), before + len);
+                    sent.push(req);
+                }
+                Err(SendError::Full) => prop_assert!(before > 0 && before + len > 97),
+                Err(SendError::TooLarge) => prop_assert!(before == 0 && len > 97),
+                Err(e) => prop_assert!(false, "unexpected {:?}", e),
+            }
+            for _ in 0..*drain {
+                match port.tx_next() {
+                    Some(b) => wire.push(b),
+                    None => break,
+                }
+            }
+        }
+        while let Some(b) = port.tx_next() {
+            wire.push(b);
+        }
+        prop_assert!(!port.tx_ready());
+        let out = feed_chunks(&mut decoder(), &wire, &[]);
+        prop_assert_eq!(out.len(), sent.len());
+        for (got, req) in out.iter().zip(&sent) {
+            prop_assert_eq!(Request::decode(got.as_ref().expect("intact frame")), Ok(*req));
+        }
     }
 }

@@ -24,16 +24,28 @@ use protocol::{
 /// Checks that `msg` encodes to exactly `bytes` and that `bytes` decodes to exactly `msg`.
 fn test_request(msg: Request<'_>, bytes: &[u8]) {
     let mut buf = [0u8; MAX_MESSAGE_LEN];
-    let used = postcard::to_slice(&msg, &mut buf).expect("encodes");
-    assert_eq!(used, bytes, "encoding of {msg:?}");
+    let n = protocol::wire::encode(&msg, &mut buf).expect("encodes");
+    assert_eq!(&buf[..n], bytes, "encoding of {msg:?}");
+    #[cfg(feature = "serde")]
+    assert_eq!(
+        postcard::to_slice(&msg, &mut buf).expect("serializes"),
+        bytes,
+        "postcard's encoding of {msg:?}"
+    );
     assert_eq!(Request::decode(bytes), Ok(msg), "decoding of {bytes:02X?}");
 }
 
 /// Checks that `msg` encodes to exactly `bytes` and that `bytes` decodes to exactly `msg`.
 fn test_event(msg: Event<'_>, bytes: &[u8]) {
     let mut buf = [0u8; MAX_MESSAGE_LEN];
-    let used = postcard::to_slice(&msg, &mut buf).expect("encodes");
-    assert_eq!(used, bytes, "encoding of {msg:?}");
+    let n = protocol::wire::encode(&msg, &mut buf).expect("encodes");
+    assert_eq!(&buf[..n], bytes, "encoding of {msg:?}");
+    #[cfg(feature = "serde")]
+    assert_eq!(
+        postcard::to_slice(&msg, &mut buf).expect("serializes"),
+        bytes,
+        "postcard's encoding of {msg:?}"
+    );
     assert_eq!(Event::decode(bytes), Ok(msg), "decoding of {bytes:02X?}");
 }
 
@@ -627,7 +639,7 @@ fn crc16_check_value() {
 }
 
 /// Checks that `msg` is framed to exactly `frame`, and that the decoder takes `frame` back to the message.
-fn test_frame<T: serde::Serialize>(msg: &T, message: &[u8], frame: &[u8]) {
+fn test_frame<T: protocol::Encode>(msg: &T, message: &[u8], frame: &[u8]) {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let n = protocol::encode(msg, &mut buf).expect("encodes");
     assert_eq!(&buf[..n], frame, "frame bytes");

@@ -27,7 +27,7 @@ fn feed(dec: &mut FrameDecoder<MAX_FRAME_LEN>, mut input: &[u8], out: &mut Out) 
 }
 
 /// Re-frames a decoded message and checks that it comes back equal.
-fn reframe<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+fn reframe<T: protocol::Encode>(msg: &T) -> Vec<u8> {
     let mut buf = [0u8; MAX_FRAME_LEN];
     let n = protocol::encode(msg, &mut buf).expect("a message within the limits fits MAX_FRAME_LEN");
     let mut dec = FrameDecoder::<MAX_FRAME_LEN>::new();

@@ -1,0 +1,504 @@
+//! The messages' wire encoding, written out by hand: postcard's format, without serde.
+//!
+//! postcard's format, as these messages use it: `u16`, `u32` and `u64` are unsigned LEB128 varints (7 bits per
+//! byte, least significant group first, the high bit set on every byte but the last); a `u8` is one raw byte; a
+//! `bool` is `0x00` or `0x01`; an `Option` is `0x00` for `None`, `0x01` and the value for `Some`; strings and byte
+//! strings are a varint length and the bytes; an enum variant is its index as a varint, then its fields in order;
+//! a struct is its fields in order. [`QoS`], [`DownReason`], [`SubResult`] and [`ErrorKind`] travel as one `u8`.
+//!
+//! Serde and postcard would produce the same bytes (with the `serde` feature the message types derive
+//! `Serialize`/`Deserialize`, and `tests/postcard.rs` checks that both agree on encoding, decoding and refusal), but
+//! their generic machinery costs a board several kilobytes of flash; these functions cost a few hundred bytes.
+//! `docs/protocol.md` pins the format with golden bytes.
+
+use crate::frame::EncodeError;
+use crate::message::{
+    Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status, SubResult, Will,
+};
+
+/// Where encoded bytes go: a frame writer ([`crate::frame::encode`]), a port's send queue, or a plain slice
+/// ([`encode`]).
+pub trait Sink {
+    /// Appends `bytes`, or fails with [`EncodeError::BufferFull`] when there is no room.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError>;
+}
+
+/// A message that can be encoded: [`Request`] and [`Event`].
+pub trait Encode {
+    /// Writes the message's bytes to `out`.
+    fn encode_to<S: Sink + ?Sized>(&self, out: &mut S) -> Result<(), EncodeError>;
+}
+
+/// A slice being filled from its start.
+struct SliceSink<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let end = self.len + bytes.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(EncodeError::BufferFull)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Encodes `msg` into `buf` (the message bytes alone, no frame) and returns their length.
+pub fn encode<T: Encode + ?Sized>(msg: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let mut sink = SliceSink { buf, len: 0 };
+    msg.encode_to(&mut sink)?;
+    Ok(sink.len)
+}
+
+/// The encoding helpers over a sink.
+struct Writer<'s, S: ?Sized>(&'s mut S);
+
+impl<S: Sink + ?Sized> Writer<'_, S> {
+    fn byte(&mut self, b: u8) -> Result<(), EncodeError> {
+        self.0.write(&[b])
+    }
+
+    fn bool(&mut self, b: bool) -> Result<(), EncodeError> {
+        self.byte(b as u8)
+    }
+
+    fn varint(&mut self, mut v: u64) -> Result<(), EncodeError> {
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = v as u8 | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        self.0.write(&buf[..=n])
+    }
+
+    /// A varint of at most 32 bits: the same bytes as [`Writer::varint`], without 64-bit arithmetic.
+    fn varint32(&mut self, mut v: u32) -> Result<(), EncodeError> {
+        let mut buf = [0u8; 5];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = v as u8 | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        self.0.write(&buf[..=n])
+    }
+
+    fn bytes(&mut self, b: &[u8]) -> Result<(), EncodeError> {
+        self.varint32(b.len() as u32)?;
+        self.0.write(b)
+    }
+
+    fn str(&mut self, s: &str) -> Result<(), EncodeError> {
+        self.bytes(s.as_bytes())
+    }
+
+    fn opt_bytes(&mut self, b: Option<&[u8]>) -> Result<(), EncodeError> {
+        match b {
+            None => self.byte(0),
+            Some(b) => {
+                self.byte(1)?;
+                self.bytes(b)
+            }
+        }
+    }
+}
+
+impl Encode for Request<'_> {
+    fn encode_to<S: Sink + ?Sized>(&self, out: &mut S) -> Result<(), EncodeError> {
+        let mut w = Writer(out);
+        match *self {
+            Request::Configure(ref c) => {
+                w.byte(0)?;
+                config(&mut w, c)
+            }
+            Request::Publish {
+                id,
+                topic,
+                payload,
+                qos,
+                retain,
+            } => {
+                w.byte(1)?;
+                w.varint32(id.into())?;
+                w.str(topic)?;
+                w.bytes(payload)?;
+                w.byte(qos.into())?;
+                w.bool(retain)
+            }
+            Request::Subscribe { id, filter, qos } => {
+                w.byte(2)?;
+                w.varint32(id.into())?;
+                w.str(filter)?;
+                w.byte(qos.into())
+            }
+            Request::Unsubscribe { id, filter } => {
+                w.byte(3)?;
+                w.varint32(id.into())?;
+                w.str(filter)
+            }
+            Request::Ack { id } => {
+                w.byte(4)?;
+                w.varint32(id.into())
+            }
+            Request::Ping { id } => {
+                w.byte(5)?;
+                w.varint32(id.into())
+            }
+            Request::TimeRequest => w.byte(6),
+            Request::StatsRequest => w.byte(7),
+        }
+    }
+}
+
+fn config<S: Sink + ?Sized>(w: &mut Writer<'_, S>, c: &Config<'_>) -> Result<(), EncodeError> {
+    w.varint32(c.version.into())?;
+    w.str(c.wifi_ssid)?;
+    w.str(c.wifi_password)?;
+    w.str(c.broker_host)?;
+    w.varint32(c.broker_port.into())?;
+    w.str(c.client_id)?;
+    w.opt_bytes(c.username.map(str::as_bytes))?;
+    w.opt_bytes(c.password)?;
+    w.varint32(c.keepalive_s.into())?;
+    w.bool(c.clean_session)?;
+    match &c.will {
+        None => w.byte(0)?,
+        Some(will) => {
+            w.byte(1)?;
+            w.str(will.topic)?;
+            w.bytes(will.payload)?;
+            w.byte(will.qos.into())?;
+            w.bool(will.retain)?;
+        }
+    }
+    w.bool(c.tls)
+}
+
+impl Encode for Event<'_> {
+    fn encode_to<S: Sink + ?Sized>(&self, out: &mut S) -> Result<(), EncodeError> {
+        let mut w = Writer(out);
+        match *self {
+            Event::Ready { version, limits } => {
+                w.byte(0)?;
+                w.varint32(version.into())?;
+                w.varint32(limits.max_frame.into())?;
+                w.varint32(limits.max_topic.into())?;
+                w.varint32(limits.max_payload.into())?;
+                w.byte(limits.window)
+            }
+            Event::Status(s) => {
+                w.byte(1)?;
+                match s {
+                    Status::WifiUp => w.byte(0),
+                    Status::WifiDown => w.byte(1),
+                    Status::BrokerUp { session_present } => {
+                        w.byte(2)?;
+                        w.bool(session_present)
+                    }
+                    Status::BrokerDown { reason } => {
+                        w.byte(3)?;
+                        w.byte(reason.into())
+                    }
+                    Status::Backpressure { full } => {
+                        w.byte(4)?;
+                        w.bool(full)
+                    }
+                }
+            }
+            Event::PubAck { id } => {
+                w.byte(2)?;
+                w.varint32(id.into())
+            }
+            Event::SubAck { id, result } => {
+                w.byte(3)?;
+                w.varint32(id.into())?;
+                w.byte(result.into())
+            }
+            Event::UnsubAck { id } => {
+                w.byte(4)?;
+                w.varint32(id.into())
+            }
+            Event::Message {
+                id,
+                topic,
+                payload,
+                qos,
+                retain,
+                dup,
+            } => {
+                w.byte(5)?;
+                w.varint32(id.into())?;
+                w.str(topic)?;
+                w.bytes(payload)?;
+                w.byte(qos.into())?;
+                w.bool(retain)?;
+                w.bool(dup)
+            }
+            Event::Pong { id } => {
+                w.byte(6)?;
+                w.varint32(id.into())
+            }
+            Event::Time { unix_ms } => {
+                w.byte(7)?;
+                match unix_ms {
+                    None => w.byte(0),
+                    Some(ms) => {
+                        w.byte(1)?;
+                        w.varint(ms)
+                    }
+                }
+            }
+            Event::Stats(s) => {
+                w.byte(8)?;
+                for v in [
+                    s.frames_rx,
+                    s.frames_tx,
+                    s.frame_errors,
+                    s.resyncs,
+                    s.reconnects,
+                    s.published,
+                    s.delivered,
+                ] {
+                    w.varint32(v)?;
+                }
+                w.varint32(s.queue_high_water.into())
+            }
+            Event::Error { id, kind } => {
+                w.byte(9)?;
+                w.varint32(id.into())?;
+                w.byte(kind.into())
+            }
+        }
+    }
+}
+
+/// Reads a message's bytes from the front; every failure is [`DecodeError::Malformed`].
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+type R<T> = Result<T, DecodeError>;
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes }
+    }
+
+    /// Fails unless every byte was read.
+    pub(crate) fn end(&self) -> R<()> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError::Malformed)
+        }
+    }
+
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        if n > self.bytes.len() {
+            return Err(DecodeError::Malformed);
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> R<u8> {
+        let (&b, rest) = self.bytes.split_first().ok_or(DecodeError::Malformed)?;
+        self.bytes = rest;
+        Ok(b)
+    }
+
+    fn bool(&mut self) -> R<bool> {
+        match self.byte()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Malformed),
+        }
+    }
+
+    /// A varint of a `bits`-bit integer. As postcard: at most `ceil(bits / 7)` bytes, and the last of that many
+    /// carries no bits beyond `bits`; groups of zeros that pad a value are accepted.
+    fn varint(&mut self, bits: u32) -> R<u64> {
+        let max_bytes = bits.div_ceil(7);
+        let last_max = (1u8 << (bits % 7)) - 1;
+        let mut out = 0u64;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            out |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                if i == max_bytes - 1 && b > last_max {
+                    return Err(DecodeError::Malformed);
+                }
+                return Ok(out);
+            }
+        }
+        Err(DecodeError::Malformed)
+    }
+
+    fn u16(&mut self) -> R<u16> {
+        // Within 16 bits by the check in varint().
+        self.varint(16).map(|v| v as u16)
+    }
+
+    fn u32(&mut self) -> R<u32> {
+        self.varint(32).map(|v| v as u32)
+    }
+
+    /// The tag of an enum: its variant's index.
+    pub(crate) fn tag(&mut self) -> R<u32> {
+        self.u32()
+    }
+
+    fn bytes(&mut self) -> R<&'a [u8]> {
+        let len = self.u32()?;
+        self.take(len as usize)
+    }
+
+    fn str(&mut self) -> R<&'a str> {
+        core::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::Malformed)
+    }
+
+    /// `Some(())` when an `Option`'s value follows.
+    fn some(&mut self) -> R<Option<()>> {
+        match self.byte()? {
+            0 => Ok(None),
+            1 => Ok(Some(())),
+            _ => Err(DecodeError::Malformed),
+        }
+    }
+
+    fn qos(&mut self) -> R<QoS> {
+        self.byte().map(QoS::from)
+    }
+
+    /// The fields of the request with tag `tag`; an unknown tag is [`DecodeError::UnknownMessage`].
+    pub(crate) fn request(&mut self, tag: u32) -> R<Request<'a>> {
+        Ok(match tag {
+            0 => Request::Configure(self.config()?),
+            1 => Request::Publish {
+                id: self.u16()?,
+                topic: self.str()?,
+                payload: self.bytes()?,
+                qos: self.qos()?,
+                retain: self.bool()?,
+            },
+            2 => Request::Subscribe {
+                id: self.u16()?,
+                filter: self.str()?,
+                qos: self.qos()?,
+            },
+            3 => Request::Unsubscribe {
+                id: self.u16()?,
+                filter: self.str()?,
+            },
+            4 => Request::Ack { id: self.u16()? },
+            5 => Request::Ping { id: self.u16()? },
+            6 => Request::TimeRequest,
+            7 => Request::StatsRequest,
+            _ => return Err(DecodeError::UnknownMessage(tag)),
+        })
+    }
+
+    fn config(&mut self) -> R<Config<'a>> {
+        Ok(Config {
+            version: self.u16()?,
+            wifi_ssid: self.str()?,
+            wifi_password: self.str()?,
+            broker_host: self.str()?,
+            broker_port: self.u16()?,
+            client_id: self.str()?,
+            username: match self.some()? {
+                Some(()) => Some(self.str()?),
+                None => None,
+            },
+            password: match self.some()? {
+                Some(()) => Some(self.bytes()?),
+                None => None,
+            },
+            keepalive_s: self.u16()?,
+            clean_session: self.bool()?,
+            will: match self.some()? {
+                Some(()) => Some(Will {
+                    topic: self.str()?,
+                    payload: self.bytes()?,
+                    qos: self.qos()?,
+                    retain: self.bool()?,
+                }),
+                None => None,
+            },
+            tls: self.bool()?,
+        })
+    }
+
+    /// The fields of the event with tag `tag`; an unknown tag is [`DecodeError::UnknownMessage`].
+    pub(crate) fn event(&mut self, tag: u32) -> R<Event<'a>> {
+        Ok(match tag {
+            0 => Event::Ready {
+                version: self.u16()?,
+                limits: Limits {
+                    max_frame: self.u16()?,
+                    max_topic: self.u16()?,
+                    max_payload: self.u16()?,
+                    window: self.byte()?,
+                },
+            },
+            1 => Event::Status(match self.tag()? {
+                0 => Status::WifiUp,
+                1 => Status::WifiDown,
+                2 => Status::BrokerUp {
+                    session_present: self.bool()?,
+                },
+                3 => Status::BrokerDown {
+                    reason: DownReason::from(self.byte()?),
+                },
+                4 => Status::Backpressure { full: self.bool()? },
+                // An unknown status inside a known event: the event cannot be read.
+                _ => return Err(DecodeError::Malformed),
+            }),
+            2 => Event::PubAck { id: self.u16()? },
+            3 => Event::SubAck {
+                id: self.u16()?,
+                result: SubResult::from(self.byte()?),
+            },
+            4 => Event::UnsubAck { id: self.u16()? },
+            5 => Event::Message {
+                id: self.u16()?,
+                topic: self.str()?,
+                payload: self.bytes()?,
+                qos: self.qos()?,
+                retain: self.bool()?,
+                dup: self.bool()?,
+            },
+            6 => Event::Pong { id: self.u16()? },
+            7 => Event::Time {
+                unix_ms: match self.some()? {
+                    Some(()) => Some(self.varint(64)?),
+                    None => None,
+                },
+            },
+            8 => Event::Stats(Stats {
+                frames_rx: self.u32()?,
+                frames_tx: self.u32()?,
+                frame_errors: self.u32()?,
+                resyncs: self.u32()?,
+                reconnects: self.u32()?,
+                published: self.u32()?,
+                delivered: self.u32()?,
+                queue_high_water: self.u16()?,
+            }),
+            9 => Event::Error {
+                id: self.u16()?,
+                kind: ErrorKind::from(self.byte()?),
+            },
+            _ => return Err(DecodeError::UnknownMessage(tag)),
+        })
+    }
+}
