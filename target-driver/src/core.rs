@@ -8,6 +8,9 @@
 
 use embassy_time::{Duration, Instant};
 use heapless::{Deque, String, Vec};
+
+/// A fixed table whose entries never move (no shifting, no `memmove`): a free entry is `None`.
+type Slots<X, const N: usize> = [Option<X>; N];
 use protocol::{DownReason, ErrorKind, Event as BridgeEvent, Port, QoS, Request, SubResult, PROTOCOL_VERSION};
 
 use crate::config::Config;
@@ -127,6 +130,8 @@ pub struct Message<'a> {
 #[derive(Debug)]
 struct Pending<const T: usize, const P: usize> {
     id: u16,
+    /// Order of the publications: the oldest unsent is sent first.
+    seq: u32,
     topic: String<T>,
     payload: Vec<u8, P>,
     qos: QoS,
@@ -223,14 +228,18 @@ pub struct Core<
     config: Config<'c>,
     port: Port<TX, RX>,
     phase: Phase,
-    pending: Vec<Pending<T, P>, PUBS>,
-    subs: Vec<Sub<T>, SUBS>,
-    unsubs: Vec<(u16, String<T>), 2>,
-    outcomes: Vec<(u16, Result<Outcome, Error>), OUTCOMES>,
+    pending: Slots<Pending<T, P>, PUBS>,
+    /// The next publication's [`Pending::seq`].
+    next_seq: u32,
+    subs: Slots<Sub<T>, SUBS>,
+    unsubs: Deque<(u16, String<T>), 2>,
+    outcomes: Slots<(u16, Result<Outcome, Error>), OUTCOMES>,
+    /// Where an outcome goes when every entry is taken (the application did not collect them).
+    outcome_victim: usize,
     statuses: Deque<Status, STATUSES>,
     time_answer: Option<Option<u64>>,
     stats_answer: Option<protocol::Stats>,
-    acks: Vec<u16, ACKS>,
+    acks: Deque<u16, ACKS>,
     configured: bool,
     ping: Option<(u16, Instant)>,
     ping_due: bool,
@@ -259,14 +268,16 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             config,
             port: Port::new(),
             phase: Phase::Up,
-            pending: Vec::new(),
-            subs: Vec::new(),
-            unsubs: Vec::new(),
-            outcomes: Vec::new(),
+            pending: [const { None }; PUBS],
+            next_seq: 0,
+            subs: [const { None }; SUBS],
+            unsubs: Deque::new(),
+            outcomes: [const { None }; OUTCOMES],
+            outcome_victim: 0,
             statuses: Deque::new(),
             time_answer: None,
             stats_answer: None,
-            acks: Vec::new(),
+            acks: Deque::new(),
             configured: false,
             ping: None,
             ping_due: false,
@@ -463,10 +474,20 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     fn complete(&mut self, id: u16, result: Result<Outcome, Error>) {
-        if self.outcomes.is_full() {
-            let _ = self.outcomes.remove(0);
-        }
-        let _ = self.outcomes.push((id, result));
+        let slot = match self.outcomes.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                // Nobody collects them: overwrite one, round robin.
+                self.outcome_victim = (self.outcome_victim + 1) % OUTCOMES;
+                self.outcome_victim
+            }
+        };
+        self.outcomes[slot] = Some((id, result));
+    }
+
+    /// The entry of the publication `id`.
+    fn pending_slot(&mut self, id: u16) -> Option<&mut Option<Pending<T, P>>> {
+        self.pending.iter_mut().find(|p| p.as_ref().is_some_and(|p| p.id == id))
     }
 
     fn handle_bridge_event(&mut self, ev: BridgeEvent<'static>, now: Instant) {
@@ -505,13 +526,13 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             }
             BridgeEvent::PubAck { id } => {
                 self.restored_unasked = false;
-                if let Some(i) = self.pending.iter().position(|p| p.id == id) {
-                    self.pending.swap_remove(i);
+                if let Some(slot) = self.pending_slot(id) {
+                    *slot = None;
                     self.complete(id, Ok(Outcome::Published));
                 }
             }
             BridgeEvent::SubAck { id, result } => {
-                if let Some(sub) = self.subs.iter_mut().find(|s| s.replay_id == Some(id)) {
+                if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.replay_id == Some(id)) {
                     // A replay: nobody waits for it; a refusal is only worth a log line.
                     sub.replay_id = None;
                     if result == SubResult::Failure {
@@ -519,7 +540,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                     }
                     return;
                 }
-                if let Some(sub) = self.subs.iter_mut().find(|s| s.id == Some(id)) {
+                if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.id == Some(id)) {
                     sub.id = None;
                 }
                 let outcome = match result {
@@ -549,7 +570,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         }
         if kind == ErrorKind::NotConfigured && self.awaiting_config_echo {
             // A refusal of something sent before that restore: it is being sent again after the configuration.
-            if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+            if let Some(Some(p)) = self.pending_slot(id) {
                 p.sent = false;
             }
             return;
@@ -570,14 +591,14 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         }
         if kind == ErrorKind::QueueFull {
             // Keep the publication and send it again once the bridge has room.
-            if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
+            if let Some(Some(p)) = self.pending_slot(id) {
                 p.sent = false;
                 self.backpressure = true;
                 return;
             }
         }
-        if let Some(i) = self.pending.iter().position(|p| p.id == id) {
-            self.pending.swap_remove(i);
+        if let Some(slot) = self.pending_slot(id) {
+            *slot = None;
         }
         self.complete(id, Err(Error::Refused(kind)));
     }
@@ -587,19 +608,17 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     fn reset_state_for_restore(&mut self) {
         self.acks.clear();
         self.backpressure = false;
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
+        for i in 0..PUBS {
+            let Some(p) = &mut self.pending[i] else { continue };
             if p.qos == QoS::AtMostOnce && p.sent {
                 let id = p.id;
-                self.pending.swap_remove(i);
+                self.pending[i] = None;
                 self.complete(id, Err(Error::BridgeReset));
                 continue;
             }
             p.sent = false;
-            i += 1;
         }
-        for s in self.subs.iter_mut() {
+        for s in self.subs.iter_mut().flatten() {
             s.sent = false;
         }
     }
@@ -623,20 +642,19 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             }
             self.ping_due = false;
         }
-        for i in 0..self.subs.len() {
-            let sub = &self.subs[i];
+        for sub in self.subs.iter_mut().flatten() {
             if sub.sent {
                 continue;
             }
             let id = match sub.id {
                 Some(id) => id,
                 None => {
-                    let id = self.new_id();
-                    self.subs[i].replay_id = Some(id);
+                    let id = self.next_id;
+                    self.next_id = self.next_id.wrapping_add(1).max(1);
+                    sub.replay_id = Some(id);
                     id
                 }
             };
-            let sub = &self.subs[i];
             if self
                 .port
                 .send(&Request::Subscribe {
@@ -648,19 +666,19 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             {
                 return;
             }
-            self.subs[i].sent = true;
+            sub.sent = true;
         }
-        while let Some((id, filter)) = self.unsubs.first() {
+        while let Some((id, filter)) = self.unsubs.front() {
             if self.port.send(&Request::Unsubscribe { id: *id, filter }).is_err() {
                 return;
             }
-            self.unsubs.remove(0);
+            self.unsubs.pop_front();
         }
-        while let Some(&id) = self.acks.first() {
+        while let Some(&id) = self.acks.front() {
             if self.port.send(&Request::Ack { id }).is_err() {
                 return;
             }
-            self.acks.remove(0);
+            self.acks.pop_front();
         }
         if self.time_due {
             if self.port.send(&Request::TimeRequest).is_err() {
@@ -677,27 +695,29 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         if self.backpressure {
             return;
         }
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &self.pending[i];
-            if !p.sent {
-                let req = Request::Publish {
-                    id: p.id,
-                    topic: &p.topic,
-                    payload: &p.payload,
-                    qos: p.qos,
-                    retain: p.retain,
-                };
-                if self.port.send(&req).is_err() {
-                    return;
-                }
-                if p.tried {
-                    self.stats.resent += 1;
-                }
-                self.pending[i].sent = true;
-                self.pending[i].tried = true;
+        // Oldest first, so that a resend after a reset keeps the order the application published in.
+        while let Some(p) = self
+            .pending
+            .iter_mut()
+            .flatten()
+            .filter(|p| !p.sent)
+            .min_by_key(|p| p.seq)
+        {
+            let req = Request::Publish {
+                id: p.id,
+                topic: &p.topic,
+                payload: &p.payload,
+                qos: p.qos,
+                retain: p.retain,
+            };
+            if self.port.send(&req).is_err() {
+                return;
             }
-            i += 1;
+            if p.tried {
+                self.stats.resent += 1;
+            }
+            p.sent = true;
+            p.tried = true;
         }
     }
 
@@ -711,21 +731,31 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {
             return Err(Error::UnsupportedQoS);
         }
-        let payload = Vec::from_slice(payload).map_err(|_| Error::PayloadTooLong)?;
-        let topic = String::try_from(topic).map_err(|_| Error::Topic(crate::TopicError::TooLong))?;
-        if self.pending.is_full() || self.backpressure {
+        if payload.len() > P {
+            return Err(Error::PayloadTooLong);
+        }
+        let Some(free) = self.pending.iter().position(Option::is_none) else {
+            return Err(Error::WouldBlock);
+        };
+        if self.backpressure {
             return Err(Error::WouldBlock);
         }
         let id = self.new_id();
-        let _ = self.pending.push(Pending {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        // Built in its entry, not moved there: the strings are copied once. Both fit: checked above.
+        let p = self.pending[free].insert(Pending {
             id,
-            topic,
-            payload,
+            seq,
+            topic: String::new(),
+            payload: Vec::new(),
             qos,
             retain,
             sent: false,
             tried: false,
         });
+        let _ = p.topic.push_str(topic);
+        let _ = p.payload.extend_from_slice(payload);
         self.flush();
         Ok(Token(id))
     }
@@ -737,19 +767,19 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             return Err(Error::UnsupportedQoS);
         }
         let id = self.new_id();
-        if let Some(sub) = self.subs.iter_mut().find(|s| s.filter.as_str() == filter) {
+        if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.filter.as_str() == filter) {
             (sub.qos, sub.id, sub.sent) = (qos, Some(id), false);
         } else {
-            let filter = String::try_from(filter).map_err(|_| Error::Topic(crate::TopicError::TooLong))?;
-            self.subs
-                .push(Sub {
-                    filter,
-                    qos,
-                    id: Some(id),
-                    replay_id: None,
-                    sent: false,
-                })
-                .map_err(|_| Error::WouldBlock)?;
+            let free = self.subs.iter().position(Option::is_none).ok_or(Error::WouldBlock)?;
+            let sub = self.subs[free].insert(Sub {
+                filter: String::new(),
+                qos,
+                id: Some(id),
+                replay_id: None,
+                sent: false,
+            });
+            // Fits: check_filter() bounds it by T.
+            let _ = sub.filter.push_str(filter);
         }
         self.flush();
         Ok(Token(id))
@@ -763,8 +793,12 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             return Err(Error::WouldBlock);
         }
         let id = self.new_id();
-        self.subs.retain(|s| s.filter.as_str() != filter);
-        let _ = self.unsubs.push((id, owned));
+        for slot in self.subs.iter_mut() {
+            if slot.as_ref().is_some_and(|s| s.filter.as_str() == filter) {
+                *slot = None;
+            }
+        }
+        let _ = self.unsubs.push_back((id, owned));
         self.flush();
         Ok(Token(id))
     }
@@ -795,14 +829,17 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
 
     /// The outcome of the operation `token`, once it is known (taken: asking again gives `None`).
     pub fn outcome(&mut self, token: Token) -> Option<Result<Outcome, Error>> {
-        let i = self.outcomes.iter().position(|(id, _)| *id == token.0)?;
-        Some(self.outcomes.remove(i).1)
+        let slot = self
+            .outcomes
+            .iter_mut()
+            .find(|o| o.is_some_and(|(id, _)| id == token.0))?;
+        slot.take().map(|(_, r)| r)
     }
 
     /// Whether the operation `token` is still in flight.
     pub fn in_flight(&self, token: Token) -> bool {
-        self.pending.iter().any(|p| p.id == token.0)
-            || self.subs.iter().any(|s| s.id == Some(token.0))
+        self.pending.iter().flatten().any(|p| p.id == token.0)
+            || self.subs.iter().flatten().any(|s| s.id == Some(token.0))
             || self.unsubs.iter().any(|(id, _)| *id == token.0)
     }
 
@@ -841,7 +878,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         buf[..tl].copy_from_slice(topic.as_bytes());
         buf[tl..tl + pl].copy_from_slice(payload);
         if qos == QoS::AtLeastOnce {
-            let _ = self.acks.push(id);
+            let _ = self.acks.push_back(id);
         }
         self.port.release();
         // Any frame proves the bridge alive (see handle_timeout).

@@ -81,7 +81,7 @@ impl From<TopicError> for Error {
 /// Checks a publish topic: not empty, at most `max` bytes, no wildcard, no NUL.
 pub fn check_topic(topic: &str, max: usize) -> Result<(), TopicError> {
     check_common(topic, max)?;
-    if topic.contains(['+', '#']) {
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
         return Err(TopicError::WildcardInTopic);
     }
     Ok(())
@@ -90,14 +90,19 @@ pub fn check_topic(topic: &str, max: usize) -> Result<(), TopicError> {
 /// Checks a subscription filter: as a topic, but `+` may fill a level and `#` may end the filter.
 pub fn check_filter(filter: &str, max: usize) -> Result<(), TopicError> {
     check_common(filter, max)?;
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        let last = levels.peek().is_none();
-        match level {
-            "+" => {}
-            "#" if last => {}
-            l if l.contains(['+', '#']) => return Err(TopicError::BadWildcard),
-            _ => {}
+    // Byte by byte (both wildcards are ASCII): a wildcard must fill its level, and `#` must be the last level.
+    let b = filter.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        let starts_level = i == 0 || b[i - 1] == b'/';
+        let last = i + 1 == b.len();
+        let ends_level = last || b[i + 1] == b'/';
+        let ok = match c {
+            b'+' => starts_level && ends_level,
+            b'#' => starts_level && last,
+            _ => true,
+        };
+        if !ok {
+            return Err(TopicError::BadWildcard);
         }
     }
     Ok(())
@@ -110,7 +115,7 @@ fn check_common(s: &str, max: usize) -> Result<(), TopicError> {
     if s.len() > max {
         return Err(TopicError::TooLong);
     }
-    if s.contains('\0') {
+    if s.bytes().any(|b| b == 0) {
         return Err(TopicError::Nul);
     }
     Ok(())

@@ -156,6 +156,29 @@ fn bridge_reset_resends_unacked_qos1_and_replays_subscriptions_but_not_qos0() {
 }
 
 #[test]
+fn resent_publications_keep_the_order_they_were_published_in() {
+    let mut core = up();
+    let t1 = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p1");
+    let t2 = core.publish("b", b"2", QoS::AtLeastOnce, false).expect("p2");
+    let t3 = core.publish("c", b"3", QoS::AtLeastOnce, false).expect("p3");
+    deliver(&mut core, &BridgeEvent::PubAck { id: t1.0 }, at(300));
+    // Takes the entry t1 left free, before t2 and t3 in the table, after them in time.
+    let t4 = core.publish("d", b"4", QoS::AtLeastOnce, false).expect("p4");
+    assert_eq!(sent(&mut core).len(), 4);
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
+    assert_eq!(
+        sent(&mut core),
+        [
+            "configure".to_string(),
+            format!("publish {} b", t2.0),
+            format!("publish {} c", t3.0),
+            format!("publish {} d", t4.0),
+        ]
+    );
+    assert_eq!(core.stats().resent, 3);
+}
+
+#[test]
 fn qos0_publication_completes_on_the_bridges_confirmation() {
     let mut core = up();
     let t = core.publish("a", b"0", QoS::AtMostOnce, false).expect("p");
