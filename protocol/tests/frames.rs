@@ -1188,3 +1188,58 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The UTF-8 check of the decoders agrees with core's.
+// ---------------------------------------------------------------------------------------------------------------
+
+fn same_as_core(bytes: &[u8]) {
+    let ours = protocol::wire::utf8(bytes);
+    let core = std::str::from_utf8(bytes).ok();
+    assert_eq!(ours, core, "{bytes:02X?}");
+}
+
+#[test]
+fn utf8_agrees_with_core_on_every_sequence_of_up_to_three_bytes() {
+    same_as_core(&[]);
+    for a in 0..=255u8 {
+        same_as_core(&[a]);
+        for b in 0..=255u8 {
+            same_as_core(&[a, b]);
+            for c in 0..=255u8 {
+                same_as_core(&[a, b, c]);
+            }
+        }
+    }
+}
+
+#[test]
+fn utf8_agrees_with_core_on_every_four_byte_lead() {
+    // Every lead byte from F0 up with every second and third byte, and fourth bytes at the edges of the
+    // continuation range; then the same sequences followed by ASCII and cut short.
+    for a in 0xF0..=0xFFu8 {
+        for b in 0..=255u8 {
+            for c in [0x00, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF] {
+                for d in [0x00, 0x7F, 0x80, 0xBF, 0xC0, 0xFF] {
+                    same_as_core(&[a, b, c, d]);
+                    same_as_core(&[a, b, c, d, b'x']);
+                    same_as_core(&[b'x', a, b, c, d]);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn utf8_agrees_with_core_on_strings_and_noise(s in ".{0,40}", noise in bytes(40), cut in any::<prop::sample::Index>()) {
+        same_as_core(s.as_bytes());
+        same_as_core(&noise);
+        // A valid string cut anywhere, even inside a character.
+        let b = s.as_bytes();
+        same_as_core(&b[..cut.index(b.len() + 1)]);
+        let mut mixed = s.clone().into_bytes();
+        mixed.extend(&noise);
+        same_as_core(&mixed);
+    }
+}

@@ -516,7 +516,7 @@ impl Owned {
                 dup,
             } => {
                 let (t, rest) = buf.split_at(topic);
-                let topic = core::str::from_utf8(t).unwrap_or("");
+                let topic = protocol::wire::utf8(t).unwrap_or("");
                 Event::Message(crate::Message {
                     topic,
                     payload: &rest[..payload],

@@ -888,7 +888,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         self.stats.delivered += 1;
         self.flush();
         let (t, p) = buf.split_at(tl);
-        let topic = core::str::from_utf8(t).ok()?;
+        let topic = protocol::wire::utf8(t)?;
         Some(Event::Message(Message {
             topic,
             payload: &p[..pl],
