@@ -395,7 +395,12 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self) -> R<&'a [u8]> {
-        let len = self.u32()?;
+        // A length is a 64-bit varint, as postcard reads a `usize` on a 64-bit host: the same bytes are accepted
+        // on every platform. Compared before the cast, which would truncate on a 32-bit one.
+        let len = self.varint(64)?;
+        if len > self.bytes.len() as u64 {
+            return Err(DecodeError::Malformed);
+        }
         self.take(len as usize)
     }
 

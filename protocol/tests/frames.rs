@@ -1131,12 +1131,51 @@ mod postcard_agrees {
         /// padding groups of zeros.
         #[test]
         fn decoders_agree_on_odd_varints(
-            tag in prop_oneof![Just(2u8), Just(4), Just(7), Just(8)],
+            prefix in prop_oneof![
+                // Integers: ids (u16), the Stats counters (u32), the time (u64 after Some).
+                Just(vec![2u8]), Just(vec![4]), Just(vec![8]), Just(vec![7, 1]),
+                // Lengths: of a filter after an id, of the SSID after a version.
+                Just(vec![3, 1]), Just(vec![0, 1]),
+            ],
             groups in vec(prop_oneof![0x80u8..=0xFF, 0u8..0x80], 1..12),
+            tail in bytes(4),
         ) {
-            let mut bytes = vec![tag];
+            let mut bytes = prefix;
             bytes.extend(groups);
+            bytes.extend(tail);
             check_decoders_agree(&bytes)?;
+        }
+
+    }
+    /// Every integer and length field of a valid message padded to every length up to eleven bytes, with a last
+    /// byte at the edges of what each width allows (random bytes almost never make such a padded value that is
+    /// small enough to be read). A length is read as a 64-bit varint, as postcard reads a `usize` here.
+    #[test]
+    fn decoders_agree_on_padded_varints() {
+        // Each message with its field under test given as `None`: (value, bytes before, bytes after).
+        let cases: [(u8, &[u8], &[u8]); 6] = [
+            (2, &[3, 1], b"ab"),                // Unsubscribe: the filter's length
+            (5, &[4], &[]),                     // Ack: the id
+            (5, &[8], &[0, 0, 0, 0, 0, 0, 0]),  // Stats: the first counter
+            (5, &[7, 1], &[]),                  // Time: the milliseconds
+            (2, &[5, 1, 1, b't'], b"xy\0\0\0"), // Message: the payload's length
+            (1, &[0, 1, 1, b's'], &[]),         // Configure: the password's length, truncated after it
+        ];
+        for (value, before, after) in cases {
+            for padding in 0..=10 {
+                for last in [0u8, 1, 2, 3, 4, 0x0F, 0x10, 0x7F] {
+                    let mut bytes = before.to_vec();
+                    if padding == 0 {
+                        bytes.push(value);
+                    } else {
+                        bytes.push(value | 0x80);
+                        bytes.extend(std::iter::repeat_n(0x80, padding - 1));
+                        bytes.push(last);
+                    }
+                    bytes.extend(after);
+                    check_decoders_agree(&bytes).unwrap_or_else(|e| panic!("{bytes:02X?}: {e}"));
+                }
+            }
         }
     }
 }
