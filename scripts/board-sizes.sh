@@ -2,7 +2,8 @@
 # Builds the board examples (examples/stm32f405-pyboard, examples/rp2040) in release and prints their flash and RAM
 # use in Berkeley format (text, data, bss), next to a baseline without the target-driver crate (each project's
 # `baseline` binary: the same chip set-up, executor, timer and LED), and the difference: what the target driver costs
-# (driver, link and protocol together).
+# (driver, link and protocol together). On the STM32F405 it also prints the `superloop` program: the same
+# application on the blocking API.
 #
 # Needs rustup's cargo (stable). Adds the two targets and llvm-tools if they are missing (both idempotent).
 # Exits non-zero if a build fails, or if the RP2040 image lacks its second-stage bootloader at 0x10000000.
@@ -60,11 +61,19 @@ report() {
     printf '  %-40s %8d %8d %8d\n' "target-driver (with link and protocol)" "$t1" "$d1" "$b1"
     printf '  %-40s %8d %8d %8d\n' "baseline (no target-driver)" "$t0" "$d0" "$b0"
     printf '  %-40s %8d %8d %8d\n' "target-driver's cost" $((t1 - t0)) $((d1 - d0)) $((b1 - b0))
+    local other=${4:-} path t2 d2 b2
+    if [ -n "$other" ]; then
+        path=$(awk -v n="$other" '$1 == n { print $2 }' <<<"$bins")
+        [ -n "$path" ] || { echo "board-sizes.sh: $dir did not produce '$other'" >&2; exit 1; }
+        read -r t2 d2 b2 <<<"$(sizes "$path")"
+        printf '  %-40s %8d %8d %8d\n' "$other (blocking API, one loop)" "$t2" "$d2" "$b2"
+        printf '  %-40s %8d %8d %8d\n' "its cost" $((t2 - t0)) $((d2 - d0)) $((b2 - b0))
+    fi
     printf '  (flash = text + data, static RAM = data + bss)\n'
     LAST_ELF=$with
 }
 
-report "STM32F405RG (Pyboard v1.1), thumbv7em-none-eabihf" examples/stm32f405-pyboard stm32f405-pyboard
+report "STM32F405RG (Pyboard v1.1), thumbv7em-none-eabihf" examples/stm32f405-pyboard stm32f405-pyboard superloop
 report "RP2040 (Raspberry Pi Pico), thumbv6m-none-eabi" examples/rp2040 rp2040
 # Without `-Tlink-rp.x` the link succeeds but .boot2 lands elsewhere and the Pico does not boot.
 if "$size_tool" -A -x "$LAST_ELF" | grep -Eq '^\.boot2 +0x100 +0x10000000$'; then
