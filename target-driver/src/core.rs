@@ -11,7 +11,10 @@ use heapless::{Deque, String, Vec};
 
 /// A fixed table whose entries never move (no shifting, no `memmove`): a free entry is `None`.
 type Slots<X, const N: usize> = [Option<X>; N];
-use protocol::{DownReason, ErrorKind, Event as BridgeEvent, Port, QoS, Request, SubResult, PROTOCOL_VERSION};
+use protocol::frame::max_encoded_len;
+use protocol::{
+    DownReason, ErrorKind, Event as BridgeEvent, Port, QoS, Request, SendError, SubResult, PROTOCOL_VERSION,
+};
 
 use crate::config::Config;
 use crate::error::{check_filter, check_topic, Error};
@@ -91,7 +94,8 @@ pub enum Status {
     /// The bridge's queue toward the broker is full (`true`): publications wait; or has room again (`false`).
     QueueFull(bool),
     /// The bridge refused the configuration (for example TLS that it does not offer, or a limit); it stays
-    /// unconfigured and refuses publications until the configuration changes.
+    /// unconfigured and refuses publications until the configuration changes. `TooLong` also comes from the
+    /// driver itself when the configuration's frame does not fit its send buffer (`TX`): it is not sent at all.
     ConfigurationRefused(ErrorKind),
     /// A QoS 1 message waits that does not fit the buffer given to `next_event`: call again with at least this
     /// many bytes. The message stays (and holds the link) until then; it is not acknowledged, so nothing is lost.
@@ -262,8 +266,16 @@ pub struct Core<
 impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, const TX: usize, const RX: usize>
     Core<'c, T, P, PUBS, SUBS, TX, RX>
 {
+    /// Every publication the application may start fits the send buffer: `TX` holds the frame of a topic of `T`
+    /// bytes and a payload of `P` (with the request's own bytes, at most 16). Checked when the program is built.
+    const PUBLICATION_FITS: () = assert!(
+        TX >= max_encoded_len(T + P + 16),
+        "target-driver: TX is too small for a publication of T topic bytes and P payload bytes"
+    );
+
     /// A core that starts by resetting the bridge at `now`.
     pub fn new(config: Config<'c>, now: Instant) -> Self {
+        let () = Self::PUBLICATION_FITS;
         let mut core = Core {
             config,
             port: Port::new(),
@@ -629,8 +641,16 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             return;
         }
         if !self.configured {
-            if self.port.send(&Request::Configure(self.config.request())).is_err() {
-                return;
+            match self.port.send(&Request::Configure(self.config.request())) {
+                Ok(()) => {}
+                Err(SendError::TooLarge) => {
+                    // It can never be sent: as if the bridge refused it (it will refuse what follows), not a retry
+                    // at every turn.
+                    warn!("the configuration does not fit the send buffer");
+                    self.restored_unasked = true;
+                    self.status(Status::ConfigurationRefused(ErrorKind::TooLong));
+                }
+                Err(_) => return,
             }
             self.configured = true;
         }

@@ -512,3 +512,41 @@ fn a_refused_configuration_is_a_status() {
         [Status::ConfigurationRefused(ErrorKind::Unsupported)]
     );
 }
+
+#[test]
+fn a_configuration_too_large_for_the_send_buffer_is_refused_once_not_retried() {
+    // A 96-byte send queue: enough for every publication of 16 + 16 bytes, not for these names.
+    let long = Config::new(
+        "a-rather-long-network-name-0123",
+        "a-wifi-passphrase-of-sixty-three-characters-0123456789012345678",
+        "broker.example.com",
+        1883,
+        "id",
+    );
+    let mut core: Core<'static, 16, 16, 2, 2, 96, 96> = Core::new(long, at(0));
+    core.handle_timeout(at(100));
+    let _ = core.take_link_reset();
+    let ev = ready(PROTOCOL_VERSION);
+    let mut buf = [0u8; 96];
+    let n = protocol::encode(&ev, &mut buf).expect("encode");
+    for &b in &buf[..n] {
+        assert!(core.port().rx(b));
+    }
+    core.handle_frame(at(200));
+    let mut seen = Vec::new();
+    while let Some(Event::Status(s)) = core.take_event(&mut buf) {
+        seen.push(s);
+    }
+    assert!(
+        seen.contains(&Status::ConfigurationRefused(ErrorKind::TooLong)),
+        "{seen:?}"
+    );
+    assert_eq!(core.port().tx_pending(), 0, "nothing is sent for it");
+    // Not retried: a later turn neither sends nor reports it again.
+    core.flush();
+    assert_eq!(core.port().tx_pending(), 0);
+    assert_eq!(core.take_event(&mut buf), None);
+    // The watchdog still works: the bridge is alive and answers pings.
+    core.handle_timeout(at(2300));
+    assert!(core.port().tx_pending() > 0, "the watchdog's ping");
+}
