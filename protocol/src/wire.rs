@@ -115,21 +115,8 @@ impl<S: Sink + ?Sized> Writer<'_, S> {
         self.0.write(&buf[..=n])
     }
 
-    /// A varint of at most 32 bits: the same bytes as [`Writer::varint`], without 64-bit arithmetic.
-    fn varint32(&mut self, mut v: u32) -> Result<(), EncodeError> {
-        let mut buf = [0u8; 5];
-        let mut n = 0;
-        while v >= 0x80 {
-            buf[n] = v as u8 | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        buf[n] = v as u8;
-        self.0.write(&buf[..=n])
-    }
-
     fn bytes(&mut self, b: &[u8]) -> Result<(), EncodeError> {
-        self.varint32(b.len() as u32)?;
+        self.varint(b.len() as u64)?;
         self.0.write(b)
     }
 
@@ -164,7 +151,7 @@ impl Encode for Request<'_> {
                 retain,
             } => {
                 w.byte(1)?;
-                w.varint32(id.into())?;
+                w.varint(id.into())?;
                 w.str(topic)?;
                 w.bytes(payload)?;
                 w.byte(qos.into())?;
@@ -172,22 +159,22 @@ impl Encode for Request<'_> {
             }
             Request::Subscribe { id, filter, qos } => {
                 w.byte(2)?;
-                w.varint32(id.into())?;
+                w.varint(id.into())?;
                 w.str(filter)?;
                 w.byte(qos.into())
             }
             Request::Unsubscribe { id, filter } => {
                 w.byte(3)?;
-                w.varint32(id.into())?;
+                w.varint(id.into())?;
                 w.str(filter)
             }
             Request::Ack { id } => {
                 w.byte(4)?;
-                w.varint32(id.into())
+                w.varint(id.into())
             }
             Request::Ping { id } => {
                 w.byte(5)?;
-                w.varint32(id.into())
+                w.varint(id.into())
             }
             Request::TimeRequest => w.byte(6),
             Request::StatsRequest => w.byte(7),
@@ -196,15 +183,15 @@ impl Encode for Request<'_> {
 }
 
 fn config<S: Sink + ?Sized>(w: &mut Writer<'_, S>, c: &Config<'_>) -> Result<(), EncodeError> {
-    w.varint32(c.version.into())?;
+    w.varint(c.version.into())?;
     w.str(c.wifi_ssid)?;
     w.str(c.wifi_password)?;
     w.str(c.broker_host)?;
-    w.varint32(c.broker_port.into())?;
+    w.varint(c.broker_port.into())?;
     w.str(c.client_id)?;
     w.opt_bytes(c.username.map(str::as_bytes))?;
     w.opt_bytes(c.password)?;
-    w.varint32(c.keepalive_s.into())?;
+    w.varint(c.keepalive_s.into())?;
     w.bool(c.clean_session)?;
     match &c.will {
         None => w.byte(0)?,
@@ -225,10 +212,10 @@ impl Encode for Event<'_> {
         match *self {
             Event::Ready { version, limits } => {
                 w.byte(0)?;
-                w.varint32(version.into())?;
-                w.varint32(limits.max_frame.into())?;
-                w.varint32(limits.max_topic.into())?;
-                w.varint32(limits.max_payload.into())?;
+                w.varint(version.into())?;
+                w.varint(limits.max_frame.into())?;
+                w.varint(limits.max_topic.into())?;
+                w.varint(limits.max_payload.into())?;
                 w.byte(limits.window)
             }
             Event::Status(s) => {
@@ -252,16 +239,16 @@ impl Encode for Event<'_> {
             }
             Event::PubAck { id } => {
                 w.byte(2)?;
-                w.varint32(id.into())
+                w.varint(id.into())
             }
             Event::SubAck { id, result } => {
                 w.byte(3)?;
-                w.varint32(id.into())?;
+                w.varint(id.into())?;
                 w.byte(result.into())
             }
             Event::UnsubAck { id } => {
                 w.byte(4)?;
-                w.varint32(id.into())
+                w.varint(id.into())
             }
             Event::Message {
                 id,
@@ -272,7 +259,7 @@ impl Encode for Event<'_> {
                 dup,
             } => {
                 w.byte(5)?;
-                w.varint32(id.into())?;
+                w.varint(id.into())?;
                 w.str(topic)?;
                 w.bytes(payload)?;
                 w.byte(qos.into())?;
@@ -281,7 +268,7 @@ impl Encode for Event<'_> {
             }
             Event::Pong { id } => {
                 w.byte(6)?;
-                w.varint32(id.into())
+                w.varint(id.into())
             }
             Event::Time { unix_ms } => {
                 w.byte(7)?;
@@ -304,13 +291,13 @@ impl Encode for Event<'_> {
                     s.published,
                     s.delivered,
                 ] {
-                    w.varint32(v)?;
+                    w.varint(v.into())?;
                 }
-                w.varint32(s.queue_high_water.into())
+                w.varint(s.queue_high_water.into())
             }
             Event::Error { id, kind } => {
                 w.byte(9)?;
-                w.varint32(id.into())?;
+                w.varint(id.into())?;
                 w.byte(kind.into())
             }
         }

@@ -1037,33 +1037,17 @@ fn one_byte_over_any_limit_is_too_long() {
 // ---------------------------------------------------------------------------------------------------------------
 
 #[cfg(feature = "serde")]
+#[path = "support/postcard_reference.rs"]
+mod postcard_reference;
+
+#[cfg(feature = "serde")]
 mod postcard_agrees {
+    use super::postcard_reference::postcard_decode;
     use super::*;
 
     fn postcard_bytes<T: serde::Serialize>(msg: &T) -> Vec<u8> {
         let mut buf = vec![0u8; 4 * MAX_MESSAGE_LEN];
         postcard::to_slice(msg, &mut buf).expect("serializes").to_vec()
-    }
-
-    /// Decoding through serde and postcard, with the checks `decode` makes: nothing trailing, the variant index
-    /// known, the limits.
-    fn postcard_decode<'a, T: serde::Deserialize<'a>>(
-        bytes: &'a [u8],
-        variants: u32,
-        limits: impl Fn(&T) -> Result<(), DecodeError>,
-    ) -> Result<T, DecodeError> {
-        let msg = match postcard::take_from_bytes::<T>(bytes) {
-            Ok((msg, [])) => msg,
-            Ok(_) => return Err(DecodeError::Malformed),
-            Err(_) => {
-                return match postcard::take_from_bytes::<u32>(bytes) {
-                    Ok((tag, _)) if tag >= variants => Err(DecodeError::UnknownMessage(tag)),
-                    _ => Err(DecodeError::Malformed),
-                }
-            }
-        };
-        limits(&msg)?;
-        Ok(msg)
     }
 
     fn check_decoders_agree(bytes: &[u8]) -> Result<(), TestCaseError> {

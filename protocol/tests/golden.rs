@@ -17,12 +17,27 @@ use protocol::message::{
     MAX_WILL_PAYLOAD_LEN,
 };
 use protocol::{
-    Config, DecodeError, DownReason, ErrorKind, Event, Feed, FrameDecoder, Limits, QoS, Request, Stats, Status,
+    Config, DecodeError, DownReason, Encode, ErrorKind, Event, Feed, FrameDecoder, Limits, QoS, Request, Stats, Status,
     SubResult, Will, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
-/// Checks that `msg` encodes to exactly `bytes` and that `bytes` decodes to exactly `msg`.
-fn test_request(msg: Request<'_>, bytes: &[u8]) {
+/// What postcard needs to encode a message: serde's `Serialize` with the `serde` feature, nothing without it.
+#[cfg(feature = "serde")]
+trait Postcard: serde::Serialize {}
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize> Postcard for T {}
+#[cfg(not(feature = "serde"))]
+trait Postcard {}
+#[cfg(not(feature = "serde"))]
+impl<T> Postcard for T {}
+
+/// Checks that `msg` encodes to exactly `bytes` (also through postcard, with the `serde` feature) and that `bytes`
+/// decodes to exactly `msg`.
+fn test_message<'a, T: Encode + Postcard + PartialEq + std::fmt::Debug>(
+    msg: T,
+    bytes: &'a [u8],
+    decode: fn(&'a [u8]) -> Result<T, DecodeError>,
+) {
     let mut buf = [0u8; MAX_MESSAGE_LEN];
     let n = protocol::wire::encode(&msg, &mut buf).expect("encodes");
     assert_eq!(&buf[..n], bytes, "encoding of {msg:?}");
@@ -32,21 +47,15 @@ fn test_request(msg: Request<'_>, bytes: &[u8]) {
         bytes,
         "postcard's encoding of {msg:?}"
     );
-    assert_eq!(Request::decode(bytes), Ok(msg), "decoding of {bytes:02X?}");
+    assert_eq!(decode(bytes), Ok(msg), "decoding of {bytes:02X?}");
 }
 
-/// Checks that `msg` encodes to exactly `bytes` and that `bytes` decodes to exactly `msg`.
+fn test_request(msg: Request<'_>, bytes: &[u8]) {
+    test_message(msg, bytes, Request::decode);
+}
+
 fn test_event(msg: Event<'_>, bytes: &[u8]) {
-    let mut buf = [0u8; MAX_MESSAGE_LEN];
-    let n = protocol::wire::encode(&msg, &mut buf).expect("encodes");
-    assert_eq!(&buf[..n], bytes, "encoding of {msg:?}");
-    #[cfg(feature = "serde")]
-    assert_eq!(
-        postcard::to_slice(&msg, &mut buf).expect("serializes"),
-        bytes,
-        "postcard's encoding of {msg:?}"
-    );
-    assert_eq!(Event::decode(bytes), Ok(msg), "decoding of {bytes:02X?}");
+    test_message(msg, bytes, Event::decode);
 }
 
 #[test]

@@ -6,28 +6,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use protocol::message::MAX_MESSAGE_LEN;
-use protocol::{DecodeError, Event, Request};
+use protocol::{Event, Request};
 
-/// Decoding through serde and postcard, with the checks `decode` makes: nothing trailing, the variant index known,
-/// the limits.
-fn postcard_decode<'a, T: serde::Deserialize<'a>>(
-    bytes: &'a [u8],
-    variants: u32,
-    limits: impl Fn(&T) -> Result<(), DecodeError>,
-) -> Result<T, DecodeError> {
-    let msg = match postcard::take_from_bytes::<T>(bytes) {
-        Ok((msg, [])) => msg,
-        Ok(_) => return Err(DecodeError::Malformed),
-        Err(_) => {
-            return match postcard::take_from_bytes::<u32>(bytes) {
-                Ok((tag, _)) if tag >= variants => Err(DecodeError::UnknownMessage(tag)),
-                _ => Err(DecodeError::Malformed),
-            }
-        }
-    };
-    limits(&msg)?;
-    Ok(msg)
-}
+#[path = "../../tests/support/postcard_reference.rs"]
+mod postcard_reference;
+use postcard_reference::postcard_decode;
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = [0u8; MAX_MESSAGE_LEN];
