@@ -5,6 +5,7 @@
 #![no_main]
 
 mod board;
+mod settings;
 
 use embassy_executor::Spawner;
 use embassy_stm32::exti::{self, ExtiInput};
@@ -12,28 +13,11 @@ use embassy_stm32::gpio::{Level, Output, OutputOpenDrain, Pull, Speed};
 use embassy_stm32::mode::Async;
 use embassy_stm32::{bind_interrupts, interrupt};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_time::{Duration, Instant, Ticker};
+use embassy_time::{Instant, Ticker};
 use panic_halt as _;
+use settings::{decimal, CONFIG, PUBLISH_EVERY, TOPIC_COUNTER, TOPIC_LED};
 use static_cell::StaticCell;
-use target_driver::{Config, Event, Pins, QoS, Timing};
-
-// ---- Edit these: your WiFi network and MQTT broker (placeholders). ----
-const WIFI_SSID: &str = "your-wifi";
-const WIFI_PASSWORD: &str = "your-wifi-password";
-const BROKER_HOST: &str = "broker.example.com";
-const BROKER_PORT: u16 = 1883;
-const CLIENT_ID: &str = "pyboard-1";
-// ---- End of settings. ----
-
-/// Where the counter goes, once a second.
-const TOPIC_COUNTER: &str = "pyboard/counter";
-/// Payload `on` or `off` switches the LED.
-const TOPIC_LED: &str = "pyboard/led";
-const PUBLISH_EVERY: Duration = Duration::from_secs(1);
-
-/// The driver's defaults: keepalive 30 s, persistent session (the broker keeps the subscription and queued QoS 1
-/// messages across reconnections), no TLS, no will; watchdog 2 s. Change fields here for other settings.
-const CONFIG: Config<'static> = Config::new(WIFI_SSID, WIFI_PASSWORD, BROKER_HOST, BROKER_PORT, CLIENT_ID);
+use target_driver::{Event, Pins, QoS, Timing};
 
 // B_CLK (PB8) and B_DAT (PB9) are EXTI lines 8 and 9, which share the EXTI9_5 vector.
 bind_interrupts!(struct Irqs {
@@ -149,19 +133,6 @@ async fn events_task(client: Client, mut led: Output<'static>) -> ! {
             // Other topics, and status changes (bridge reset or up, WiFi and broker down or up, backpressure): the
             // driver restores configuration, subscription and unacknowledged publications by itself.
             _ => {}
-        }
-    }
-}
-
-/// `n` in decimal ASCII, written at the end of `buf` (without `core::fmt`, which would cost kilobytes).
-fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[start..];
         }
     }
 }

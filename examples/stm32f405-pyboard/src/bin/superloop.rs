@@ -7,25 +7,16 @@
 
 #[path = "../board.rs"]
 mod board;
+#[path = "../settings.rs"]
+mod settings;
 
 use embassy_executor::Spawner;
 use embassy_stm32::gpio::{Input, Level, Output, OutputOpenDrain, Pull, Speed};
 use embassy_time::{Delay, Duration, Instant, Timer};
 use panic_halt as _;
+use settings::{decimal, CONFIG, PUBLISH_EVERY, TOPIC_COUNTER, TOPIC_LED};
 use target_driver::blocking::Client;
-use target_driver::{Config, Event, Pins, QoS, Timing};
-
-// The same placeholders as the main program's; edit them there and here.
-const CONFIG: Config<'static> = Config::new(
-    "your-wifi",
-    "your-wifi-password",
-    "broker.example.com",
-    1883,
-    "pyboard-1",
-);
-const TOPIC_COUNTER: &str = "pyboard/counter";
-const TOPIC_LED: &str = "pyboard/led";
-const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+use target_driver::{Event, Pins, QoS, Timing};
 
 #[embassy_executor::main]
 async fn main(_spawner: Spawner) {
@@ -77,18 +68,5 @@ async fn main(_spawner: Spawner) {
         // A millisecond between polls, or less when the driver wants to be polled sooner.
         let wake = client.poll_at().min(Instant::now() + Duration::from_millis(1));
         Timer::at(wake).await;
-    }
-}
-
-/// `n` in decimal ASCII, written at the end of `buf`.
-fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[start..];
-        }
     }
 }
