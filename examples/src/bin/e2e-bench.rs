@@ -308,6 +308,8 @@ enum Cmd {
 #[derive(Default)]
 struct Done {
     sends: Vec<(u32, u64)>,
+    /// Sequence numbers acknowledged, with the time (Unix ns) the target heard of it.
+    acked: Vec<(u32, u64)>,
     completed: u32,
     failed: u32,
 }
@@ -321,7 +323,11 @@ async fn publish_one(c: &TargetClient<'_>, topic: &str, qos: QoS, seq: u32, done
         done.borrow_mut().sends.push((seq, t));
     }
     match c.publish(topic, p.as_bytes(), qos, false).await {
-        Ok(()) => done.borrow_mut().completed += 1,
+        Ok(()) => {
+            let mut d = done.borrow_mut();
+            d.completed += 1;
+            d.acked.push((seq, unix_ns()));
+        }
         Err(e) => {
             log::warn!("publish {seq} failed: {e}");
             done.borrow_mut().failed += 1;
@@ -733,10 +739,12 @@ impl Rig {
             .map_err(|_| "the target stopped")?;
         let mut up_ms = Vec::new();
         let mut first_ms = Vec::new();
+        let mut kills = Vec::new();
         for r in 1..=restarts {
             // A connection that lasted 6 s: longer than resilient-mqtt's `stable_after` (5 s).
             std::thread::sleep(Duration::from_secs(6));
             let killed = unix_ns();
+            kills.push(killed);
             broker.kill();
             let listening = broker.spawn()?;
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -809,6 +817,17 @@ impl Rig {
             done.failed,
             got.len()
         );
+        // An acknowledged message the subscriber never received: when was it acknowledged, next to the kills?
+        for (seq, at) in done.acked.iter().filter(|(seq, _)| !got.contains(seq)) {
+            let nearest = kills
+                .iter()
+                .map(|&k| (*at as f64 - k as f64) / 1e6)
+                .min_by(|a, b| a.abs().total_cmp(&b.abs()));
+            println!(
+                "  acknowledged but not received: #{seq}, acknowledged {:.1} ms from the nearest broker kill (negative:                  before it)",
+                nearest.unwrap_or(f64::NAN)
+            );
+        }
         Ok(())
     }
 }
