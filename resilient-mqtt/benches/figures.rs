@@ -9,17 +9,15 @@
 //! - time from a broker restart (SIGKILL, then start with persistence) to session back and offline queue drained;
 //! - half-open detection time for a 2 s keepalive, through a blackholing proxy.
 
-#[path = "../tests/support/broker.rs"]
-mod broker;
 #[path = "../tests/support/proxy.rs"]
 mod proxy;
 
 use std::time::{Duration, Instant};
 
-use broker::{Broker, BrokerConfig};
 use proxy::{FaultProxy, Mode};
 use resilient_mqtt::host::{tcp_connector, HostClient, OwnedEvent};
 use resilient_mqtt::{Options, PublishError, QoS};
+use test_support::{Config, Mosquitto};
 
 const WINDOW: usize = 16;
 const PAYLOAD: usize = 64;
@@ -117,15 +115,27 @@ fn rate(n: u32, d: Duration) -> f64 {
     f64::from(n) / d.as_secs_f64()
 }
 
+/// A Mosquitto of the bench's own on a free 127.0.0.1 port, logging every packet.
+fn mosquitto(config: Config) -> Mosquitto {
+    Mosquitto::start(
+        "figures",
+        &Config {
+            log_all: true,
+            ..config
+        },
+    )
+    .expect("start mosquitto")
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
 fn restart_recovery(rounds: usize, queued: u32) -> Vec<(Duration, Duration)> {
-    let mut broker = Broker::start_with(BrokerConfig {
+    let mut broker = mosquitto(Config {
         persistence: true,
-        ..Default::default()
+        ..Config::default()
     });
     let c = spawn(&Options::new("bench-restart"), broker.addr());
     let mut out = vec![];
@@ -139,7 +149,7 @@ fn restart_recovery(rounds: usize, queued: u32) -> Vec<(Duration, Duration)> {
         }
         std::thread::sleep(Duration::from_secs(1));
         let restarted = Instant::now();
-        broker.restart();
+        broker.restart().expect("restart mosquitto");
         let mut back = None;
         let mut left = queued;
         while left > 0 {
@@ -159,7 +169,7 @@ fn restart_recovery(rounds: usize, queued: u32) -> Vec<(Duration, Duration)> {
 }
 
 fn half_open(rounds: usize, keep_alive: u16) -> Vec<Duration> {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let proxy = FaultProxy::start(broker.addr());
     let mut o = Options::new("bench-halfopen");
     o.keep_alive_secs = keep_alive;
@@ -189,11 +199,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` / `cargo test --benches` probes
     }
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let n = 20_000;
     // Warm up the broker and both clients once.
     ours(broker.addr(), 1_000, QoS::AtLeastOnce, "warm-ours", "bench/ours");
-    rumqttc_qos1(broker.port, 1_000);
+    rumqttc_qos1(broker.port(), 1_000);
 
     let mut ours_q1 = vec![];
     let mut theirs_q1 = vec![];
@@ -205,7 +215,7 @@ fn main() {
             &format!("bench-ours-{round}"),
             "bench/ours",
         ));
-        theirs_q1.push(rumqttc_qos1(broker.port, n));
+        theirs_q1.push(rumqttc_qos1(broker.port(), n));
     }
     let (o1, t1) = (median(ours_q1), median(theirs_q1));
     println!("QoS 1, {n} x {PAYLOAD} B, window {WINDOW}, median of 3:");

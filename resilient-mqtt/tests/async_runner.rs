@@ -13,7 +13,8 @@ use std::time::{Duration, Instant as StdInstant};
 use embassy_time::Timer;
 use resilient_mqtt::runner::{self, Application, Connector};
 use resilient_mqtt::{Client, DisconnectReason, Event, Instant, Options, QoS};
-use support::broker::Broker;
+use support::mosquitto;
+use test_support::Config;
 
 /// A std socket made async by polling; cancel-safe because bytes are only taken when `read` returns. It borrows
 /// the connector (as an embassy-net socket borrows its buffers).
@@ -177,7 +178,7 @@ fn async_runner_refuses_a_transmit_buffer_below_the_packet_size() {
 
 #[test]
 fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue() {
-    let mut broker = Broker::start(); // no persistence: the restarted broker has no session
+    let mut broker = mosquitto(Config::default()); // no persistence: the restarted broker has no session
     let shared = Arc::new(Mutex::new(Shared::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let (s2, stop2, addr) = (shared.clone(), stop.clone(), broker.addr());
@@ -204,7 +205,7 @@ fn async_runner_reconnects_replays_subscriptions_and_delivers_the_offline_queue(
     broker.kill();
     wait_until(&shared, "disconnect seen", |s| !s.disconnects.is_empty());
     shared.lock().unwrap().to_publish.extend(10..20); // offline
-    broker.restart();
+    broker.restart().expect("restart mosquitto");
     wait_until(&shared, "second connection", |s| s.connected == 2);
     wait_until(&shared, "offline queue delivered to the replayed subscription", |s| {
         s.published.len() == 20 && s.received.len() == 20

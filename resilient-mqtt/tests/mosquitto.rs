@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use resilient_mqtt::codec::ConnectReturnCode;
 use resilient_mqtt::host::{tcp_connector, HostClient, OwnedEvent, OwnedMessage};
 use resilient_mqtt::{DisconnectReason, Options, QoS, SubAckCode, Will};
-use support::broker::{Broker, BrokerConfig};
+use support::mosquitto;
 use support::proxy::{FaultProxy, Mode};
+use test_support::{Config, Mosquitto};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -66,13 +67,13 @@ fn messages(c: &HostClient, n: usize, timeout: Duration) -> Vec<OwnedMessage> {
     out
 }
 
-fn mosquitto_sub(broker: &Broker, topic: &str, count: usize) -> Child {
+fn mosquitto_sub(broker: &Mosquitto, topic: &str, count: usize) -> Child {
     let child = Command::new("mosquitto_sub")
         .args([
             "-h",
             "127.0.0.1",
             "-p",
-            &broker.port.to_string(),
+            &broker.port().to_string(),
             "-t",
             topic,
             "-q",
@@ -96,13 +97,13 @@ fn lines(child: Child) -> Vec<String> {
         .collect()
 }
 
-fn mosquitto_pub(broker: &Broker, topic: &str, message: &str, qos: u8) {
+fn mosquitto_pub(broker: &Mosquitto, topic: &str, message: &str, qos: u8) {
     let status = Command::new("mosquitto_pub")
         .args([
             "-h",
             "127.0.0.1",
             "-p",
-            &broker.port.to_string(),
+            &broker.port().to_string(),
             "-t",
             topic,
             "-m",
@@ -180,7 +181,7 @@ fn payload_set(msgs: &[OwnedMessage]) -> BTreeSet<u32> {
 
 #[test]
 fn qos0_and_qos1_flow_both_ways_with_mosquitto_clients_as_the_peer() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let mut o = Options::new("both-ways");
     o.auto_ack = true;
     let c = spawn(&o, broker.addr());
@@ -211,7 +212,7 @@ fn qos0_and_qos1_flow_both_ways_with_mosquitto_clients_as_the_peer() {
 
 #[test]
 fn retained_messages_keep_the_flag_and_retain_false_stays_false() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let publisher = spawn(&Options::new("retain-pub"), broker.addr());
     connected(&publisher);
     publisher.publish(1, "r/state", b"on", QoS::AtLeastOnce, true).unwrap();
@@ -242,7 +243,7 @@ fn retained_messages_keep_the_flag_and_retain_false_stays_false() {
 
 #[test]
 fn will_is_delivered_when_the_client_dies() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let watcher = mosquitto_sub(&broker, "dev/status", 1);
     let mut o = Options::new("will-client");
     o.will = Some(Will {
@@ -259,7 +260,7 @@ fn will_is_delivered_when_the_client_dies() {
 
 #[test]
 fn clean_disconnect_does_not_publish_the_will() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let mut o = Options::new("will-clean");
     o.will = Some(Will {
         topic: "dev/status",
@@ -286,7 +287,7 @@ fn clean_disconnect_does_not_publish_the_will() {
 
 #[test]
 fn persistent_session_delivers_what_was_published_while_away() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let c = spawn(&Options::new("persist-1"), broker.addr());
     connected(&c);
     subscribe(&c, "away/#", QoS::AtLeastOnce);
@@ -306,9 +307,9 @@ fn persistent_session_delivers_what_was_published_while_away() {
 
 #[test]
 fn wrong_password_gives_the_typed_reason_and_backs_off() {
-    let broker = Broker::start_with(BrokerConfig {
-        password: Some(("dev".into(), "right".into())),
-        ..Default::default()
+    let broker = mosquitto(Config {
+        credentials: Some(("dev".into(), "right".into())),
+        ..Config::default()
     });
     let mut o = Options::new("pw-client");
     o.username = Some("dev");
@@ -339,9 +340,9 @@ fn wrong_password_gives_the_typed_reason_and_backs_off() {
 
 #[test]
 fn broker_killed_and_restarted_with_persistence_loses_nothing() {
-    let mut broker = Broker::start_with(BrokerConfig {
+    let mut broker = mosquitto(Config {
         persistence: true,
-        ..Default::default()
+        ..Config::default()
     });
     let mut so = Options::new("kill-sub");
     so.auto_ack = true;
@@ -359,7 +360,7 @@ fn broker_killed_and_restarted_with_persistence_loses_nothing() {
     publish_all(&publisher, 50..100, "k/x"); // into the offline queue
     std::thread::sleep(Duration::from_millis(300));
     let restarted = Instant::now();
-    broker.restart();
+    broker.restart().expect("restart mosquitto");
     wait_published(&publisher, 50..100, WAIT);
     eprintln!("broker restart to queue drained: {:?}", restarted.elapsed());
     assert_eq!(collect(&sub, 0..100, got, WAIT), (0..100).collect());
@@ -367,7 +368,7 @@ fn broker_killed_and_restarted_with_persistence_loses_nothing() {
 
 #[test]
 fn half_open_link_is_detected_within_one_and_a_half_keepalives_and_nothing_is_lost() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let proxy = FaultProxy::start(broker.addr());
     let mut so = Options::new("ho-sub");
     so.auto_ack = true;
@@ -408,7 +409,7 @@ fn half_open_link_is_detected_within_one_and_a_half_keepalives_and_nothing_is_lo
 
 #[test]
 fn connection_reset_is_recovered_and_nothing_is_lost() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let proxy = FaultProxy::start(broker.addr());
     let mut so = Options::new("rst-sub");
     so.auto_ack = true;
@@ -437,7 +438,7 @@ fn connection_reset_is_recovered_and_nothing_is_lost() {
 
 #[test]
 fn added_delay_slows_qos1_down_but_loses_nothing() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let proxy = FaultProxy::start(broker.addr());
     proxy.set_delay(Duration::from_millis(150));
     let mut so = Options::new("delay-sub");
@@ -458,7 +459,7 @@ fn added_delay_slows_qos1_down_but_loses_nothing() {
 
 #[test]
 fn unacknowledged_delivery_is_redelivered_after_a_reconnect_and_acked_one_is_not() {
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let proxy = FaultProxy::start(broker.addr());
     let c = spawn(&Options::new("e2e-qos1"), proxy.addr());
     connected(&c);
@@ -496,7 +497,7 @@ fn unacknowledged_delivery_is_redelivered_after_a_reconnect_and_acked_one_is_not
 fn host_client_can_be_shared_between_an_event_thread_and_publishers() {
     fn shareable<T: Send + Sync>() {}
     shareable::<HostClient>();
-    let broker = Broker::start();
+    let broker = mosquitto(Config::default());
     let c = std::sync::Arc::new(spawn(&Options::new("shared"), broker.addr()));
     connected(&c);
     let publisher = {
