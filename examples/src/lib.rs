@@ -3,7 +3,6 @@
 //! echo run that the demo reports on.
 
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
@@ -14,6 +13,7 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::{Duration, Timer};
 use protocol::sim::{target_pins, Chaos, ChaosConfig, Wires};
 use target_driver::{Client, Config, Event, Pins, QoS, Resources, Status, Timing};
+use test_support::{free_port, wait_listening};
 
 /// Longest topic the simulated target handles.
 pub const TOPIC: usize = 128;
@@ -24,21 +24,12 @@ pub const PAYLOAD: usize = 1024;
 pub type TargetClient<'a> = Client<'a, 'static, NoopRawMutex, TOPIC, PAYLOAD, 8, 4, 4096, 2048>;
 type TargetResources = Resources<'static, NoopRawMutex, TOPIC, PAYLOAD, 8, 4, 4096, 2048>;
 
-/// A free TCP port on 127.0.0.1 (bound and released: another process could take it in between, rarely).
-pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Waits until something accepts TCP connections on `127.0.0.1:port`.
-pub fn wait_listening(port: u16, timeout: StdDuration) -> bool {
-    let start = StdInstant::now();
-    while start.elapsed() < timeout {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
-        }
-        std::thread::sleep(StdDuration::from_millis(20));
+/// `127.0.0.1:port` as the bridge and the target take a broker's address.
+pub fn loopback(port: u16) -> BrokerAddr {
+    BrokerAddr {
+        host: "127.0.0.1".into(),
+        port,
     }
-    false
 }
 
 /// Starts an embedded rumqttd broker on a free 127.0.0.1 port, in its own threads, and waits until it listens.
@@ -85,10 +76,7 @@ pub fn start_rumqttd() -> Result<BrokerAddr, String> {
     if !wait_listening(port, StdDuration::from_secs(10)) {
         return Err(format!("the embedded broker did not listen on 127.0.0.1:{port}"));
     }
-    Ok(BrokerAddr {
-        host: "127.0.0.1".into(),
-        port,
-    })
+    Ok(loopback(port))
 }
 
 /// The target's configuration for a broker, with watchdog timings a loaded machine cannot trip by accident.

@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_firmware::host::{BrokerAddr, HostBridge, HostOptions};
-use examples::{echo, target_config, wait_status, with_target, EchoOptions, EchoReport};
+use examples::{echo, loopback, target_config, wait_status, with_target, EchoOptions, EchoReport};
 use protocol::sim::Wires;
 use support::{
-    attach_wires, serial, BridgeProc, FaultProxy, GarbageBroker, GarbagePlan, Mosquitto, Sub, Tally, TempDir, WireRelay,
+    attach_wires, mosquitto, serial, temp_dir, BridgeProc, FaultProxy, GarbageBroker, GarbagePlan, Mosquitto, Sub,
+    Tally, TempDir, WireRelay,
 };
 use target_driver::{Config, DownReason, Error, QoS, ResetReason, Status, TopicError};
 
@@ -138,16 +139,16 @@ fn fault_after(
 fn blackholed_broker_connection_is_detected_within_1_5_keepalive_and_nothing_acknowledged_is_lost() {
     let _serial = serial();
     const KEEPALIVE_S: u16 = 2;
-    let broker = Mosquitto::start("blackhole", false);
-    let tally = Tally::start(broker.port, "e2e/bh");
-    let proxy = Arc::new(FaultProxy::start(broker.socket_addr()));
+    let broker = mosquitto("blackhole", false);
+    let tally = Tally::start(broker.port(), "e2e/bh");
+    let proxy = Arc::new(FaultProxy::start(broker.addr()));
     let wires = Wires::new();
     let host = Arc::new(host_bridge(&wires, proxy.addr()));
     let fault = {
         let p = Arc::clone(&proxy);
         fault_after(&host, 40, move || p.blackhole())
     };
-    let mut config = persistent_config(&broker.addr(), "e2e-blackhole", None);
+    let mut config = persistent_config(&loopback(broker.port()), "e2e-blackhole", None);
     config.keepalive_s = KEEPALIVE_S;
     let opts = echo_options("e2e/bh", 150);
     let report = run_echo(&wires, config, &opts);
@@ -181,18 +182,18 @@ fn blackholed_broker_connection_is_detected_within_1_5_keepalive_and_nothing_ack
 #[test]
 fn reset_broker_connection_reconnects_nothing_acknowledged_is_lost_and_the_will_is_published() {
     let _serial = serial();
-    let broker = Mosquitto::start("reset", false);
-    let tally = Tally::start(broker.port, "e2e/rst");
-    let will = Sub::start(broker.port, "e2e/will/#", &[]);
-    will.ready(broker.port, "e2e/will/sentinel");
-    let proxy = Arc::new(FaultProxy::start(broker.socket_addr()));
+    let broker = mosquitto("reset", false);
+    let tally = Tally::start(broker.port(), "e2e/rst");
+    let will = Sub::start(broker.port(), "e2e/will/#", &[]);
+    will.ready(broker.port(), "e2e/will/sentinel");
+    let proxy = Arc::new(FaultProxy::start(broker.addr()));
     let wires = Wires::new();
     let host = Arc::new(host_bridge(&wires, proxy.addr()));
     let fault = {
         let p = Arc::clone(&proxy);
         fault_after(&host, 40, move || p.reset())
     };
-    let config = persistent_config(&broker.addr(), "e2e-reset", Some("e2e/will/reset"));
+    let config = persistent_config(&loopback(broker.port()), "e2e-reset", Some("e2e/will/reset"));
     let opts = echo_options("e2e/rst", 150);
     let report = run_echo(&wires, config, &opts);
     fault.join().expect("fault");
@@ -221,12 +222,12 @@ fn reset_broker_connection_reconnects_nothing_acknowledged_is_lost_and_the_will_
 #[test]
 fn broker_sending_garbage_gets_a_clean_reconnect_with_backoff_and_nothing_acknowledged_is_lost() {
     let _serial = serial();
-    let broker = Mosquitto::start("garbage", false);
-    let tally = Tally::start(broker.port, "e2e/garbage");
+    let broker = mosquitto("garbage", false);
+    let tally = Tally::start(broker.port(), "e2e/garbage");
     // Connection 0 is forwarded until garbage is injected mid-session; connection 1 gets garbage for its CONNACK;
     // every later one is forwarded.
     let fake = Arc::new(GarbageBroker::start(
-        broker.socket_addr(),
+        broker.addr(),
         &[
             GarbagePlan::Forward,
             GarbagePlan::AnswerConnectWithGarbage,
@@ -243,7 +244,7 @@ fn broker_sending_garbage_gets_a_clean_reconnect_with_backoff_and_nothing_acknow
             f.inject();
         })
     };
-    let config = persistent_config(&broker.addr(), "e2e-garbage", None);
+    let config = persistent_config(&loopback(broker.port()), "e2e-garbage", None);
     let opts = echo_options("e2e/garbage", 150);
     let report = run_echo(&wires, config, &opts);
     fault.join().expect("fault");
@@ -307,12 +308,12 @@ fn broker_sending_garbage_gets_a_clean_reconnect_with_backoff_and_nothing_acknow
 #[test]
 fn will_is_published_when_the_bridge_dies_and_not_before() {
     let _serial = serial();
-    let broker = Mosquitto::start("will", false);
-    let will = Sub::start(broker.port, "e2e/will/#", &[]);
-    will.ready(broker.port, "e2e/will/sentinel");
+    let broker = mosquitto("will", false);
+    let will = Sub::start(broker.port(), "e2e/will/#", &[]);
+    will.ready(broker.port(), "e2e/will/sentinel");
     let wires = Wires::new();
-    let host = host_bridge(&wires, broker.addr());
-    let config = persistent_config(&broker.addr(), "e2e-will", Some("e2e/will/dies"));
+    let host = host_bridge(&wires, loopback(broker.port()));
+    let config = persistent_config(&loopback(broker.port()), "e2e-will", Some("e2e/will/dies"));
     with_target(&wires, config, Duration::from_secs(60), async |c| {
         let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
         assert!(up.is_some(), "broker never came up");
@@ -346,13 +347,13 @@ struct ProcRig {
 impl ProcRig {
     fn start(tag: &str, prefix: &str) -> ProcRig {
         debug_logging();
-        let dir = TempDir::new(tag);
-        let broker = Mosquitto::start(tag, false);
-        let tally = Tally::start(broker.port, prefix);
-        let will = Sub::start(broker.port, "e2e/will/#", &[]);
-        will.ready(broker.port, "e2e/will/sentinel");
-        let bridge = BridgeProc::start(&dir, &broker.addr());
-        let relay = WireRelay::start(dir.path("target.sock"), bridge.wires());
+        let dir = temp_dir(tag);
+        let broker = mosquitto(tag, false);
+        let tally = Tally::start(broker.port(), prefix);
+        let will = Sub::start(broker.port(), "e2e/will/#", &[]);
+        will.ready(broker.port(), "e2e/will/sentinel");
+        let bridge = BridgeProc::start(&dir, &loopback(broker.port()));
+        let relay = WireRelay::start(dir.join("target.sock"), bridge.wires());
         let wires = attach_wires(&relay.target_path, Duration::from_secs(10));
         ProcRig {
             broker,
@@ -400,7 +401,7 @@ fn hung_bridge_is_reset_by_the_targets_watchdog_and_restored_with_nothing_lost()
             *hung.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         })
     };
-    let config = persistent_config(&rig.broker.addr(), "e2e-hang", Some("e2e/will/hang"));
+    let config = persistent_config(&loopback(rig.broker.port()), "e2e-hang", Some("e2e/will/hang"));
     let (watchdog, ping_timeout) = (config.watchdog, config.ping_timeout);
     let opts = echo_options("e2e/hang", 120);
     let report = run_echo(&rig.wires, config, &opts);
@@ -447,7 +448,7 @@ fn bridge_process_killed_and_restarted_loses_no_acknowledged_qos1_message() {
         std::thread::sleep(Duration::from_millis(300));
         b.restart();
     });
-    let config = persistent_config(&rig.broker.addr(), "e2e-kill9", Some("e2e/will/kill9"));
+    let config = persistent_config(&loopback(rig.broker.port()), "e2e-kill9", Some("e2e/will/kill9"));
     let opts = echo_options("e2e/kill9", 120);
     let report = run_echo(&rig.wires, config, &opts);
     fault.join().expect("fault");
@@ -477,14 +478,14 @@ fn bridge_process_killed_and_restarted_loses_no_acknowledged_qos1_message() {
 #[test]
 fn wildcard_in_a_publish_topic_is_a_typed_error_and_nothing_reaches_the_broker() {
     let _serial = serial();
-    let broker = Mosquitto::start("badtopic", false);
-    let sub = Sub::start(broker.port, "#", &[]);
-    sub.ready(broker.port, "e2e/sentinel");
+    let broker = mosquitto("badtopic", false);
+    let sub = Sub::start(broker.port(), "#", &[]);
+    sub.ready(broker.port(), "e2e/sentinel");
     let wires = Wires::new();
-    let _host = host_bridge(&wires, broker.addr());
+    let _host = host_bridge(&wires, loopback(broker.port()));
     let results = with_target(
         &wires,
-        target_config(&broker.addr(), "e2e-badtopic"),
+        target_config(&loopback(broker.port()), "e2e-badtopic"),
         Duration::from_secs(60),
         async |c| {
             let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
@@ -515,11 +516,18 @@ fn wildcard_in_a_publish_topic_is_a_typed_error_and_nothing_reaches_the_broker()
 #[test]
 fn wrong_credentials_reach_the_target_and_the_bridge_backs_off() {
     let _serial = serial();
-    let broker = Mosquitto::start_with("creds", false, Some(("device", "right")));
-    let proxy = FaultProxy::start(broker.socket_addr());
+    let broker = Mosquitto::start(
+        "creds",
+        &test_support::Config {
+            credentials: Some(("device".into(), "right".into())),
+            ..Default::default()
+        },
+    )
+    .expect("start mosquitto");
+    let proxy = FaultProxy::start(broker.addr());
     let wires = Wires::new();
     let _host = host_bridge(&wires, proxy.addr());
-    let mut config = target_config(&broker.addr(), "e2e-creds");
+    let mut config = target_config(&loopback(broker.port()), "e2e-creds");
     config.username = Some("device");
     config.password = Some(b"wrong");
     const WINDOW: Duration = Duration::from_secs(11);

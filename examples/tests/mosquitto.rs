@@ -11,16 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_firmware::host::{HostBridge, HostOptions};
-use examples::{echo, target_config, wait_status, with_target, EchoOptions};
+use examples::{echo, loopback, target_config, wait_status, with_target, EchoOptions};
 use protocol::sim::Wires;
-use support::{all_bytes, hex, pub_, serial, Mosquitto, Sub};
+use support::{all_bytes, hex, mosquitto, pub_, serial, Mosquitto, Sub};
 use target_driver::{Event, QoS, Status};
 
 fn bridge(wires: &Arc<Wires>, broker: &Mosquitto) -> HostBridge {
     HostBridge::spawn(
         Arc::clone(wires),
         HostOptions {
-            broker: Some(broker.addr()),
+            broker: Some(loopback(broker.port())),
             ..HostOptions::default()
         },
     )
@@ -30,16 +30,16 @@ fn bridge(wires: &Arc<Wires>, broker: &Mosquitto) -> HostBridge {
 #[test]
 fn target_to_mosquitto_sub_keeps_every_byte_and_the_retain_flag() {
     let _serial = serial();
-    let broker = Mosquitto::start("bytes", false);
-    let sub = Sub::start(broker.port, "e2e/bytes/#", &[]);
-    sub.ready(broker.port, "e2e/bytes/sentinel");
+    let broker = mosquitto("bytes", false);
+    let sub = Sub::start(broker.port(), "e2e/bytes/#", &[]);
+    sub.ready(broker.port(), "e2e/bytes/sentinel");
     let wires = Wires::new();
     let _bridge = bridge(&wires, &broker);
     let payload = all_bytes();
     let reversed: Vec<u8> = payload.iter().rev().copied().collect();
     let done = with_target(
         &wires,
-        target_config(&broker.addr(), "e2e-bytes"),
+        target_config(&loopback(broker.port()), "e2e-bytes"),
         Duration::from_secs(60),
         async |c| {
             let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
@@ -72,7 +72,7 @@ fn target_to_mosquitto_sub_keeps_every_byte_and_the_retain_flag() {
     );
     assert!(got.contains(&format!("e2e/bytes/zero|0|{}", hex(&payload))), "{got:?}");
     // A new subscriber: retain true stayed true, retain false stayed false (nothing retained on that topic).
-    let late = Sub::start(broker.port, "e2e/bytes/#", &[]);
+    let late = Sub::start(broker.port(), "e2e/bytes/#", &[]);
     let line = late.next(Duration::from_secs(20)).expect("the retained message");
     assert_eq!(line, format!("e2e/bytes/retained|1|{}", hex(&reversed)));
     assert_eq!(late.next(Duration::from_secs(2)), None, "only one message was retained");
@@ -81,13 +81,13 @@ fn target_to_mosquitto_sub_keeps_every_byte_and_the_retain_flag() {
 #[test]
 fn mosquitto_pub_reaches_the_target_through_wildcard_filters() {
     let _serial = serial();
-    let broker = Mosquitto::start("wild", false);
+    let broker = mosquitto("wild", false);
     let wires = Wires::new();
     let _bridge = bridge(&wires, &broker);
-    let port = broker.port;
+    let port = broker.port();
     let got = with_target(
         &wires,
-        target_config(&broker.addr(), "e2e-wild"),
+        target_config(&loopback(broker.port()), "e2e-wild"),
         Duration::from_secs(60),
         async |c| {
             let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
@@ -131,8 +131,8 @@ fn mosquitto_pub_reaches_the_target_through_wildcard_filters() {
 #[test]
 fn broker_sigkill_and_restart_loses_no_acknowledged_qos1_message() {
     let _serial = serial();
-    let broker = Arc::new(Mutex::new(Mosquitto::start("kill", true)));
-    let addr = broker.lock().expect("broker").addr();
+    let broker = Arc::new(Mutex::new(mosquitto("kill", true)));
+    let addr = loopback(broker.lock().expect("broker").port());
     let wires = Wires::new();
     let host = Arc::new(
         HostBridge::spawn(
@@ -155,7 +155,7 @@ fn broker_sigkill_and_restart_loses_no_acknowledged_qos1_message() {
             let mut b = broker.lock().expect("broker");
             b.kill();
             std::thread::sleep(Duration::from_millis(300));
-            b.restart();
+            b.restart().expect("restart mosquitto");
         })
     };
     let mut config = target_config(&addr, "e2e-kill");

@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -25,12 +24,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bridge_firmware::host::{BrokerAddr, HostBridge, HostOptions};
 use embassy_futures::select::{select, Either};
-use examples::{free_port, target_config, wait_status, with_target, TargetClient, PAYLOAD, TOPIC};
+use examples::{loopback, target_config, wait_status, with_target, TargetClient, PAYLOAD, TOPIC};
 use protocol::sim::Wires;
 use resilient_mqtt::host::{tcp_connector, HostClient, OwnedEvent};
 use target_driver::{Event, QoS, Status};
+use test_support::{Config, Mosquitto, MOSQUITTO};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const PAYLOAD_SIZE: usize = 64;
 
 const USAGE: &str = "usage: e2e-bench [--count N] [--paced N] [--gap-ms MS] [--restarts N]
@@ -105,89 +104,14 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// A Mosquitto of the bench's own.
-struct Broker {
-    port: u16,
-    dir: PathBuf,
-    conf: PathBuf,
-    child: Option<Child>,
-}
-
-impl Broker {
-    fn start() -> Result<Broker, String> {
-        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-        let dir = std::env::temp_dir().join(format!("e2e-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut b = Broker {
-            port,
-            conf: dir.join("mosquitto.conf"),
-            dir,
-            child: None,
-        };
-        b.configure(false)?;
-        b.spawn()?;
-        Ok(b)
-    }
-
-    /// Writes the configuration the next start uses. With `persistence`, Mosquitto saves its state after every
-    /// change, so that sessions and queued messages survive a SIGKILL; that costs a write per QoS 1 message (it
-    /// held `mosquitto_pub` to under 300 messages/s here), so the rate and latency runs go without it.
-    fn configure(&self, persistence: bool) -> Result<(), String> {
-        let mut text = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\nmax_queued_messages 100000\nlog_dest file {}\n",
-            self.port,
-            self.dir.join("log").display()
-        );
-        if persistence {
-            text += &format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
-                self.dir.display()
-            );
-        }
-        std::fs::write(&self.conf, text).map_err(|e| format!("{}: {e}", self.conf.display()))
-    }
-
-    /// Starts Mosquitto; returns when it accepts connections (polled every millisecond), with that time.
-    fn spawn(&mut self) -> Result<u64, String> {
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {MOSQUITTO}: {e}"))?;
-        self.child = Some(child);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(unix_ns());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Err(format!("mosquitto did not listen on 127.0.0.1:{}", self.port))
-    }
-
-    /// SIGKILL.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn addr(&self) -> BrokerAddr {
-        BrokerAddr {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The bench's Mosquitto: a queue deep enough for the burst runs. With `persistence`, Mosquitto saves its state
+/// after every change, so that sessions and queued messages survive a SIGKILL; that costs a write per QoS 1 message
+/// (it held `mosquitto_pub` to under 300 messages/s here), so the rate and latency runs go without it.
+fn broker_config(persistence: bool) -> Config {
+    Config {
+        persistence,
+        max_queued_messages: 100_000,
+        ..Config::default()
     }
 }
 
@@ -584,21 +508,18 @@ struct Rig {
 impl Rig {
     /// The bridge connects to `bridge_to` (the broker, or a tap in front of it); waits until the target sees the
     /// broker up.
-    fn start(bridge_to: u16, broker: &Broker, run: u32) -> Result<Rig, String> {
+    fn start(bridge_to: u16, broker: &Mosquitto, run: u32) -> Result<Rig, String> {
         let wires = Wires::new();
         let host = HostBridge::spawn(
             Arc::clone(&wires),
             HostOptions {
-                broker: Some(BrokerAddr {
-                    host: "127.0.0.1".into(),
-                    port: bridge_to,
-                }),
+                broker: Some(loopback(bridge_to)),
                 ..HostOptions::default()
             },
         )
         .map_err(|e| format!("cannot start the bridge: {e}"))?;
         let statuses: Statuses = Arc::default();
-        let (cmds, done) = start_target(&wires, &broker.addr(), &statuses);
+        let (cmds, done) = start_target(&wires, &loopback(broker.port()), &statuses);
         let rig = Rig {
             host,
             cmds,
@@ -689,7 +610,7 @@ impl Rig {
     }
 
     /// Kills the broker and starts it again on the same port, `restarts` times; times the recovery.
-    fn restarts(&self, broker: &mut Broker, restarts: u32) -> Result<(), String> {
+    fn restarts(&self, broker: &mut Mosquitto, restarts: u32) -> Result<(), String> {
         let topic = format!("bench/{}/recovery", self.run);
         // The subscriber: a persistent session (the broker keeps it across its restarts) that reconnects within
         // 10 to 20 ms, so that it does not bound the figures.
@@ -701,8 +622,8 @@ impl Rig {
         backoff.initial = resilient_mqtt::Duration::from_millis(20);
         backoff.max = resilient_mqtt::Duration::from_millis(20);
         o.backoff = backoff;
-        let addr = ([127, 0, 0, 1], broker.port).into();
-        let sub = HostClient::spawn(&o, tcp_connector(addr, Duration::from_secs(1))).map_err(|e| e.to_string())?;
+        let sub =
+            HostClient::spawn(&o, tcp_connector(broker.addr(), Duration::from_secs(1))).map_err(|e| e.to_string())?;
         sub.subscribe(1, &[(&topic, resilient_mqtt::QoS::AtLeastOnce)])
             .map_err(|e| e.to_string())?;
         let seen = Arc::new(Mutex::new(Vec::<Rx>::new()));
@@ -745,8 +666,8 @@ impl Rig {
             std::thread::sleep(Duration::from_secs(6));
             let killed = unix_ns();
             kills.push(killed);
-            broker.kill();
-            let listening = broker.spawn()?;
+            broker.restart().map_err(|e| format!("restarting the broker: {e}"))?;
+            let listening = unix_ns();
             let deadline = Instant::now() + Duration::from_secs(30);
             let (mut up, mut first, mut first_new) = (None, None, None);
             while Instant::now() < deadline && (up.is_none() || first_new.is_none()) {
@@ -879,14 +800,14 @@ fn baseline(port: u16, run: u32, qos: u8, count: u32, gap: Option<Duration>) -> 
 
 fn bench(args: &Args) -> Result<(), String> {
     let run = std::process::id();
-    let mut broker = Broker::start()?;
+    let mut broker = Mosquitto::start("e2e-bench", &broker_config(false)).map_err(|e| format!("mosquitto: {e}"))?;
     let version = Command::new(MOSQUITTO)
         .arg("-h")
         .output()
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
         .unwrap_or_default();
-    println!("broker: {version} on 127.0.0.1:{}", broker.port);
+    println!("broker: {version} on 127.0.0.1:{}", broker.port());
     println!(
         "payload {PAYLOAD_SIZE} B; latency = sender's clock before publishing -> mosquitto_sub's %U receive time; \
          rate = received / (last receive - first send)"
@@ -896,17 +817,17 @@ fn bench(args: &Args) -> Result<(), String> {
          when each PUBLISH leaves the bridge) -> Mosquitto -> mosquitto_sub"
     );
     {
-        let tap = Tap::start(broker.port)?;
+        let tap = Tap::start(broker.port())?;
         let rig = Rig::start(tap.port, &broker, run)?;
         for qos in [QoS::AtLeastOnce, QoS::AtMostOnce] {
-            rig.through_bridge(broker.port, &tap, qos, args.count, None)?;
-            rig.through_bridge(broker.port, &tap, qos, args.paced, Some(args.gap))?;
+            rig.through_bridge(broker.port(), &tap, qos, args.count, None)?;
+            rig.through_bridge(broker.port(), &tap, qos, args.paced, Some(args.gap))?;
         }
     }
     println!("-- baseline on the same broker: mosquitto_pub -l -> Mosquitto -> mosquitto_sub");
     for qos in [1, 0] {
-        baseline(broker.port, run, qos, args.count, None)?;
-        baseline(broker.port, run, qos, args.paced, Some(args.gap))?;
+        baseline(broker.port(), run, qos, args.count, None)?;
+        baseline(broker.port(), run, qos, args.paced, Some(args.gap))?;
     }
     if args.restarts == 0 {
         return Ok(());
@@ -915,10 +836,11 @@ fn bench(args: &Args) -> Result<(), String> {
         "-- recovery: the bridge straight to Mosquitto (with persistence), which is killed (SIGKILL) and restarted on \
          the same port 6 s after the bridge connected; the target publishes QoS 1 one at a time 10 ms apart"
     );
-    broker.kill();
-    broker.configure(true)?;
-    broker.spawn()?;
-    let rig = Rig::start(broker.port, &broker, run)?;
+    broker
+        .configure(&broker_config(true))
+        .and_then(|()| broker.restart())
+        .map_err(|e| format!("restarting the broker with persistence: {e}"))?;
+    let rig = Rig::start(broker.port(), &broker, run)?;
     rig.restarts(&mut broker, args.restarts)?;
     let s = rig.host.stats();
     println!(

@@ -1,4 +1,4 @@
-//! What the end-to-end tests share: a Mosquitto broker of each test's own, `mosquitto_sub` and `mosquitto_pub`, a
+//! What the end-to-end tests share: a Mosquitto broker of each test's own (from `test-support`), `mosquitto_sub` and `mosquitto_pub`, a
 //! TCP fault proxy, the host bridge as a child process, and a relay that keeps the target's simulated wires
 //! attached while that process is killed and started again.
 #![allow(dead_code)]
@@ -15,9 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bridge_firmware::host::BrokerAddr;
-use examples::{free_port, wait_listening};
-
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+use examples::loopback;
+pub use test_support::{Config, Mosquitto, TempDir};
 
 /// One busy bridge and target at a time: a 2-core machine should not run several.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -25,142 +24,19 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A Mosquitto of the test's own on a free 127.0.0.1 port, anonymous clients, up to 10 000 queued messages per
+/// client; with `persistence`, sessions and messages saved at every change so that they survive a SIGKILL.
+pub fn mosquitto(tag: &str, persistence: bool) -> Mosquitto {
+    let config = Config {
+        persistence,
+        ..Config::default()
+    };
+    Mosquitto::start(tag, &config).expect("start mosquitto")
+}
+
 /// A scratch directory of the test's own, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "bridge-e2e-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub struct Mosquitto {
-    pub port: u16,
-    conf: PathBuf,
-    dir: TempDir,
-    child: Option<Child>,
-}
-
-impl Mosquitto {
-    pub fn start(tag: &str, persistence: bool) -> Self {
-        Self::start_with(tag, persistence, None)
-    }
-
-    /// `credentials`: only this user name and password may connect (`allow_anonymous false`).
-    pub fn start_with(tag: &str, persistence: bool, credentials: Option<(&str, &str)>) -> Self {
-        let port = free_port().expect("port");
-        let dir = TempDir::new(tag);
-        let mut conf = format!(
-            "listener {port} 127.0.0.1\nuser root\nmax_queued_messages 10000\nlog_dest file {}\n",
-            dir.path("log").display()
-        );
-        match credentials {
-            None => conf += "allow_anonymous true\n",
-            Some((user, password)) => {
-                let file = dir.path("passwd");
-                let status = Command::new("mosquitto_passwd")
-                    .arg("-c")
-                    .arg("-b")
-                    .arg(&file)
-                    .args([user, password])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .expect("mosquitto_passwd (install mosquitto)");
-                assert!(status.success(), "mosquitto_passwd failed");
-                conf += &format!("allow_anonymous false\npassword_file {}\n", file.display());
-            }
-        }
-        if persistence {
-            conf += &format!(
-                "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
-                dir.0.display()
-            );
-        }
-        let conf_path = dir.path("mosquitto.conf");
-        std::fs::write(&conf_path, conf).expect("conf");
-        let mut m = Mosquitto {
-            port,
-            conf: conf_path,
-            dir,
-            child: None,
-        };
-        m.spawn();
-        m
-    }
-
-    fn spawn(&mut self) {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} is missing (./scripts/test.sh installs it)"
-        );
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn mosquitto");
-        self.child = Some(child);
-        assert!(
-            wait_listening(self.port, Duration::from_secs(10)),
-            "mosquitto did not listen on {}",
-            self.port
-        );
-    }
-
-    pub fn addr(&self) -> BrokerAddr {
-        BrokerAddr {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
-    }
-
-    pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// SIGKILL: no chance to save anything more or say goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// The broker's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
-    }
+pub fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("bridge-e2e-{tag}")).expect("temp dir")
 }
 
 /// A `mosquitto_sub` whose output lines (`topic|retain|hex payload`) arrive on a channel.
@@ -355,10 +231,7 @@ impl FaultProxy {
     }
 
     pub fn addr(&self) -> BrokerAddr {
-        BrokerAddr {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
+        loopback(self.port)
     }
 
     /// When each connection was accepted.
@@ -599,10 +472,10 @@ impl BridgeProc {
     pub fn start(dir: &TempDir, broker: &BrokerAddr) -> BridgeProc {
         let mut b = BridgeProc {
             child: None,
-            wires: dir.path("bridge.sock"),
+            wires: dir.join("bridge.sock"),
             broker: broker.clone(),
-            log: dir.path("bridge.log"),
-            hang_file: dir.path("hang"),
+            log: dir.join("bridge.log"),
+            hang_file: dir.join("hang"),
             starts: 0,
         };
         b.spawn();
@@ -735,10 +608,7 @@ impl GarbageBroker {
     }
 
     pub fn addr(&self) -> BrokerAddr {
-        BrokerAddr {
-            host: "127.0.0.1".into(),
-            port: self.port,
-        }
+        loopback(self.port)
     }
 
     /// Writes [`GARBAGE_TYPE`] to the client of the current forwarded connection, between two packets.
