@@ -10,4 +10,4 @@ mod fmt;
 pub mod host;
 pub mod service;
 
-pub use service::{down_reason, Bridge, Network, PollResult, CONTROL_QUEUE};
+pub use service::{down_reason, Bridge, Network, PollResult, ANSWER_RESERVE, CONTROL_QUEUE};

@@ -49,6 +49,13 @@ use resilient_mqtt::{
 pub const CONTROL_QUEUE: usize = 8;
 /// Room a request needs in the control queue before it is taken from the link: its answers (at most three).
 const REQUEST_ROOM: usize = 4;
+/// Bytes of the link's send queue a message from the broker leaves free, for the answers a target may be waiting
+/// for. A request is taken only when the control queue has room for its answers, and that queue drains only into
+/// the send queue, which drains only over the link: if messages could fill the send queue, a few answers could hold
+/// the link (docs/protocol.md §6). A target that bounds its outstanding requests, as `target-driver` does, waits
+/// for at most about 180 bytes of answers with its default sizes (4 acknowledgements of publications, 6 of
+/// subscription requests, a pong, the time, the counters and 3 status changes, framed).
+pub const ANSWER_RESERVE: usize = 256;
 /// Filters per SUBSCRIBE/UNSUBSCRIBE: the link's `Subscribe` and `Unsubscribe` carry one each. The session reserves
 /// room for this many filters in each of its 4 pending requests: one, not the session's default of 8, saves 3.8 KiB.
 const FILTERS: usize = 1;
@@ -256,9 +263,16 @@ impl<
         const SUBS: usize,
     > Bridge<TX, RX, QUEUE, STORE, MQTT_RX, SUBS>
 {
+    /// The send queue holds the largest frame and the answers beside it.
+    const SEND_QUEUE_FITS: () = assert!(
+        TX >= MAX_FRAME_LEN + ANSWER_RESERVE,
+        "bridge-firmware: TX must hold MAX_FRAME_LEN + ANSWER_RESERVE bytes"
+    );
+
     /// A bridge just out of reset: it announces itself with `Ready` and waits for `Configure`. `jitter_seed`
     /// spreads the reconnect backoff of bridges that restart together (a MAC address, a serial number...).
     pub fn new(jitter_seed: u32) -> Self {
+        let () = Self::SEND_QUEUE_FITS;
         let mut b = Bridge {
             port: Port::new(),
             session: None,
@@ -436,7 +450,8 @@ impl<
             // Messages go straight to the link queue: only when no answer waits before them and a whole frame fits.
             let clear = self.out.is_empty() && self.refusals.is_empty() && !self.wifi_pending;
             let clear = clear && self.broker_pending.is_none();
-            if clear && TX - self.port.tx_pending() >= MAX_FRAME_LEN && self.session_event(now) {
+            let fits = TX - self.port.tx_pending() >= MAX_FRAME_LEN + ANSWER_RESERVE;
+            if clear && fits && self.session_event(now) {
                 result.session_events += 1;
                 progressed = true;
             }

@@ -857,3 +857,33 @@ fn names_within_the_links_limits_but_over_the_sessions_are_refused_with_too_long
     // The refused configurations left the session as it was.
     assert!(r.bridge.is_link_up());
 }
+
+#[test]
+fn messages_leave_the_send_queue_room_for_the_answers_a_target_waits_for() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    subscribe(&mut r, 1, "#");
+    // The largest messages the link carries, while the target reads nothing: they stop short of the reserve.
+    let topic = "t".repeat(protocol::message::MAX_TOPIC_LEN);
+    let payload = [0x5Au8; protocol::message::MAX_PAYLOAD_LEN];
+    for i in 0..6u16 {
+        let mut buf = vec![0u8; 4096];
+        let n = v311::encode(&broker_publish(&topic, &payload, Some(200 + i), false), &mut buf).expect("enc");
+        r.bridge.handle_bytes(&buf[..n], r.now);
+        let _ = r.bridge.poll(r.now);
+    }
+    let free = 4096 - r.bridge.port().tx_pending();
+    assert!(free >= super::ANSWER_RESERVE, "{free} bytes free");
+    // A target with one of each request outstanding gets every one taken (none holds the link) and answered.
+    for req in [Request::Ping { id: 7 }, Request::TimeRequest, Request::StatsRequest] {
+        r.target.send(&req).expect("target queue");
+        while let Some(b) = r.target.tx_next() {
+            assert!(r.bridge.port().rx(b), "the bridge held the link");
+        }
+        let _ = r.bridge.poll(r.now);
+        assert!(r.bridge.port().received().is_none(), "{req:?} not taken");
+    }
+    let ev = r.pump();
+    assert!(ev.contains(&Ev::Pong(7)), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, Ev::Time(_))));
+    assert!(ev.iter().any(|e| matches!(e, Ev::Stats(_))));
+}

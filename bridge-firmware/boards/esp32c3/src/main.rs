@@ -21,7 +21,7 @@ use core::pin::pin;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::task::Poll;
 
-use bridge_firmware::Bridge;
+use bridge_firmware::{Bridge, ANSWER_RESERVE};
 use embassy_executor::Spawner;
 use embassy_futures::poll_once;
 use embassy_futures::select::{select, select3, Either};
@@ -57,9 +57,10 @@ esp_bootloader_esp_idf::esp_app_desc!();
 /// The largest PUBLISH packet the link can carry either way: a 256-byte topic and a 1024-byte payload at QoS 1,
 /// with the longest fixed header (1289 bytes).
 const LARGEST_PUBLISH: usize = 5 + (2 + MAX_TOPIC_LEN) + 2 + MAX_PAYLOAD_LEN;
-/// The link's send queue: one whole frame and 256 bytes for answers and small messages. A message from the broker
-/// goes into it only when a whole frame fits (the service's rule), so the next one waits in the session meanwhile.
-const LINK_TX: usize = MAX_FRAME_LEN + 256;
+/// The link's send queue: one whole frame and the room the service keeps for answers (its smallest allowed size).
+/// A message from the broker goes into it only when a whole frame fits beside that room (the service's rule), so
+/// the next one waits in the session meanwhile.
+const LINK_TX: usize = MAX_FRAME_LEN + ANSWER_RESERVE;
 /// Publications queued or in flight toward the broker (also the target's window).
 const QUEUE: usize = 4;
 /// Bytes of topic and payload those publications may hold: one of the largest the link carries (1280) and small
