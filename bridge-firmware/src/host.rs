@@ -438,6 +438,23 @@ pub fn run(wires: &Arc<Wires>, options: &HostOptions, stop: &AtomicBool, stats: 
     }
 }
 
+/// What a host binary does with its parsed arguments: the arguments, or the exit code to return at once. An empty
+/// error is a request for help (the usage on stdout, success); any other is a mistake (the program's name, the
+/// error and the usage on stderr, exit code 2).
+pub fn args_or_exit<T>(program: &str, usage: &str, parsed: Result<T, String>) -> Result<T, std::process::ExitCode> {
+    match parsed {
+        Ok(args) => Ok(args),
+        Err(e) if e.is_empty() => {
+            println!("{usage}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}\n{usage}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
 /// A stderr logger for the host binaries: `error`, `warn`, `info`, `debug` or `trace`.
 pub fn init_logging(level: log::LevelFilter) {
     struct Stderr;

@@ -851,16 +851,9 @@ fn bench(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
+    let args = match bridge_firmware::host::args_or_exit("e2e-bench", USAGE, parse()) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("e2e-bench: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     bridge_firmware::host::init_logging(log::LevelFilter::Warn);
     match bench(&args) {
