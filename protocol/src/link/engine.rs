@@ -87,17 +87,57 @@ impl RxHold {
     }
 }
 
-/// The master (target) end of the link: it drives T_CLK, T_DAT and starts every exchange.
+/// What both ends keep: the levels they drive, their bit streams each way and their count of exchanges.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Master {
+struct End {
     clk: bool,
     dat: bool,
-    /// An exchange was started and its answer is awaited.
-    in_exchange: bool,
     hold: RxHold,
     tx: TxBits,
     rx: RxBits,
     exchanges: u64,
+}
+
+impl End {
+    /// An end in its reset state: clock low, data at `dat`, sending a preamble first.
+    const fn new(dat: bool) -> Self {
+        End {
+            clk: false,
+            dat,
+            hold: RxHold(None),
+            tx: TxBits::new(),
+            rx: RxBits::new(),
+            exchanges: 0,
+        }
+    }
+
+    fn outputs(&self) -> (bool, bool) {
+        (self.clk, self.dat)
+    }
+
+    fn stats(&self) -> LinkStats {
+        LinkStats {
+            exchanges: self.exchanges,
+            frames_tx: self.tx.frames,
+            resyncs: self.rx.resyncs,
+        }
+    }
+
+    fn result(&self, wait: Wait) -> Step {
+        Step {
+            clk: self.clk,
+            dat: self.dat,
+            wait,
+        }
+    }
+}
+
+/// The master (target) end of the link: it drives T_CLK, T_DAT and starts every exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Master {
+    end: End,
+    /// An exchange was started and its answer is awaited.
+    in_exchange: bool,
 }
 
 impl Default for Master {
@@ -110,13 +150,8 @@ impl Master {
     /// A master in its reset state: both output lines low, sending a preamble first.
     pub const fn new() -> Self {
         Master {
-            clk: false,
-            dat: false,
+            end: End::new(false),
             in_exchange: false,
-            hold: RxHold(None),
-            tx: TxBits::new(),
-            rx: RxBits::new(),
-            exchanges: 0,
         }
     }
 
@@ -125,8 +160,8 @@ impl Master {
     /// slave for idle until it has seen a whole preamble from it (the slave may be in the middle of a frame).
     pub const fn resume(peer_clk: bool) -> Self {
         let mut m = Self::new();
-        m.clk = peer_clk;
-        m.rx = RxBits::unsynced();
+        m.end.clk = peer_clk;
+        m.end.rx = RxBits::unsynced();
         m
     }
 
@@ -135,71 +170,55 @@ impl Master {
     /// frame. It adopts `peer_clk` as its clock level.
     pub const fn restart_with_peer(peer_clk: bool) -> Self {
         let mut m = Self::new();
-        m.clk = peer_clk;
+        m.end.clk = peer_clk;
         m
     }
 
     /// The levels this end drives now.
     pub fn outputs(&self) -> (bool, bool) {
-        (self.clk, self.dat)
+        self.end.outputs()
     }
 
     /// Counters.
     pub fn stats(&self) -> LinkStats {
-        LinkStats {
-            exchanges: self.exchanges,
-            frames_tx: self.tx.frames,
-            resyncs: self.rx.resyncs,
-        }
-    }
-
-    fn step_result(&self, wait: Wait) -> Step {
-        Step {
-            clk: self.clk,
-            dat: self.dat,
-            wait,
-        }
+        self.end.stats()
     }
 
     /// Advances as far as the peer's levels allow. `peer_clk` and `peer_dat` are B_CLK and B_DAT, read in that
     /// order.
     pub fn step<I: LinkIo>(&mut self, peer_clk: bool, peer_dat: bool, io: &mut I) -> Step {
+        let e = &mut self.end;
         if self.in_exchange {
-            if peer_clk != self.clk {
-                return self.step_result(Wait::PeerClk(self.clk));
+            if peer_clk != e.clk {
+                return e.result(Wait::PeerClk(e.clk));
             }
             self.in_exchange = false;
-            self.exchanges += 1;
-            self.hold.set(self.rx.push(peer_dat));
+            e.exchanges += 1;
+            e.hold.set(e.rx.push(peer_dat));
         }
-        if !self.hold.deliver(io) {
-            return self.step_result(Wait::RxFull);
+        if !e.hold.deliver(io) {
+            return e.result(Wait::RxFull);
         }
-        if self.rx.since_sync > MAX_BITS_WITHOUT_SYNC {
-            self.rx.since_sync = 0;
-            return self.step_result(Wait::Fault(Fault::NoPreamble));
+        if e.rx.since_sync > MAX_BITS_WITHOUT_SYNC {
+            e.rx.since_sync = 0;
+            return e.result(Wait::Fault(Fault::NoPreamble));
         }
-        if self.tx.idle(io) && self.rx.peer_idle() && peer_dat {
-            return self.step_result(Wait::Idle);
+        if e.tx.idle(io) && e.rx.peer_idle() && peer_dat {
+            return e.result(Wait::Idle);
         }
-        self.dat = self.tx.next_bit(io);
-        self.clk = !self.clk;
+        e.dat = e.tx.next_bit(io);
+        e.clk = !e.clk;
         self.in_exchange = true;
-        self.step_result(Wait::PeerClk(self.clk))
+        e.result(Wait::PeerClk(e.clk))
     }
 }
 
 /// The slave (bridge) end of the link: it answers the master's exchanges on B_CLK and B_DAT.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Slave {
-    clk: bool,
-    dat: bool,
+    end: End,
     /// An exchange was seen and its received bits are not all delivered yet; the answer waits for them.
     answering: bool,
-    hold: RxHold,
-    tx: TxBits,
-    rx: RxBits,
-    exchanges: u64,
 }
 
 impl Default for Slave {
@@ -212,59 +231,43 @@ impl Slave {
     /// A slave in its reset state: B_CLK low, B_DAT high (no service request), sending a preamble first.
     pub const fn new() -> Self {
         Slave {
-            clk: false,
-            dat: true,
+            end: End::new(true),
             answering: false,
-            hold: RxHold(None),
-            tx: TxBits::new(),
-            rx: RxBits::new(),
-            exchanges: 0,
         }
     }
 
     /// The levels this end drives now.
     pub fn outputs(&self) -> (bool, bool) {
-        (self.clk, self.dat)
+        self.end.outputs()
     }
 
     /// Counters.
     pub fn stats(&self) -> LinkStats {
-        LinkStats {
-            exchanges: self.exchanges,
-            frames_tx: self.tx.frames,
-            resyncs: self.rx.resyncs,
-        }
-    }
-
-    fn step_result(&self, wait: Wait) -> Step {
-        Step {
-            clk: self.clk,
-            dat: self.dat,
-            wait,
-        }
+        self.end.stats()
     }
 
     /// Advances as far as the peer's levels allow. `peer_clk` and `peer_dat` are T_CLK and T_DAT, read in that
     /// order.
     pub fn step<I: LinkIo>(&mut self, peer_clk: bool, peer_dat: bool, io: &mut I) -> Step {
-        if !self.answering && peer_clk != self.clk {
+        let e = &mut self.end;
+        if !self.answering && peer_clk != e.clk {
             self.answering = true;
-            self.hold.set(self.rx.push(peer_dat));
+            e.hold.set(e.rx.push(peer_dat));
         }
         if self.answering {
-            if !self.hold.deliver(io) {
-                return self.step_result(Wait::RxFull);
+            if !e.hold.deliver(io) {
+                return e.result(Wait::RxFull);
             }
             self.answering = false;
-            self.exchanges += 1;
-            self.dat = self.tx.next_bit(io);
-            self.clk = !self.clk;
-        } else if self.tx.starts_next(io) {
+            e.exchanges += 1;
+            e.dat = e.tx.next_bit(io);
+            e.clk = !e.clk;
+        } else if e.tx.starts_next(io) {
             // Between exchanges with a whole preamble sent: present the start marker's 0 now. It asks an idle
             // master for service; a master still clocking reads it one exchange early at worst, which the
             // marker rule absorbs (see docs/protocol.md).
-            self.dat = false;
+            e.dat = false;
         }
-        self.step_result(Wait::PeerClk(!self.clk))
+        e.result(Wait::PeerClk(!e.clk))
     }
 }
