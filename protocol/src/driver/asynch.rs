@@ -9,10 +9,15 @@ use embedded_hal_async::digital::Wait as WaitPin;
 use super::{Error, Progress, Timing};
 use crate::link::{self, LinkIo, LinkStats, Step, Wait};
 
-fn drive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(clk: &mut C, dat: &mut D, step: &Step) -> Result<(), E> {
+/// Drives the levels `(clk, dat)`.
+fn drive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
+    clk: &mut C,
+    dat: &mut D,
+    (clk_level, dat_level): (bool, bool),
+) -> Result<(), E> {
     // Data before clock: the peer reads data only after it sees the clock move.
-    dat.set_state(PinState::from(step.dat))?;
-    clk.set_state(PinState::from(step.clk))
+    dat.set_state(PinState::from(dat_level))?;
+    clk.set_state(PinState::from(clk_level))
 }
 
 async fn wait_level<P: WaitPin>(pin: &mut P, level: bool) -> Result<(), P::Error> {
@@ -51,17 +56,7 @@ where
             timing,
             engine: link::Master::resume(peer_clk),
         };
-        let (clk, dat) = m.engine.outputs();
-        drive(
-            &mut m.t_clk,
-            &mut m.t_dat,
-            &Step {
-                clk,
-                dat,
-                wait: Wait::Idle,
-            },
-        )
-        .map_err(Error::Pin)?;
+        drive(&mut m.t_clk, &mut m.t_dat, m.engine.outputs()).map_err(Error::Pin)?;
         Ok(m)
     }
 
@@ -70,17 +65,7 @@ where
     pub fn reset(&mut self) -> Result<(), Error<E>> {
         let peer_clk = self.b_clk.is_high().map_err(Error::Pin)?;
         self.engine = link::Master::restart_with_peer(peer_clk);
-        let (clk, dat) = self.engine.outputs();
-        drive(
-            &mut self.t_clk,
-            &mut self.t_dat,
-            &Step {
-                clk,
-                dat,
-                wait: Wait::Idle,
-            },
-        )
-        .map_err(Error::Pin)
+        drive(&mut self.t_clk, &mut self.t_dat, self.engine.outputs()).map_err(Error::Pin)
     }
 
     /// Counters.
@@ -95,7 +80,7 @@ where
             let clk = self.b_clk.is_high().map_err(Error::Pin)?;
             let dat = self.b_dat.is_high().map_err(Error::Pin)?;
             let step = self.engine.step(clk, dat, io);
-            drive(&mut self.t_clk, &mut self.t_dat, &step).map_err(Error::Pin)?;
+            drive(&mut self.t_clk, &mut self.t_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
             match step.wait {
                 Wait::Idle => return Ok(Progress::Idle),
                 Wait::RxFull => return Ok(Progress::RxFull),
@@ -122,7 +107,7 @@ where
                     if waited >= self.timing.timeout_us as u64 {
                         return Err(Error::Timeout);
                     }
-                    drive(&mut self.t_clk, &mut self.t_dat, step).map_err(Error::Pin)?;
+                    drive(&mut self.t_clk, &mut self.t_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
                 }
             }
         }
@@ -166,17 +151,7 @@ where
             timing,
             engine: link::Slave::new(),
         };
-        let (clk, dat) = s.engine.outputs();
-        drive(
-            &mut s.b_clk,
-            &mut s.b_dat,
-            &Step {
-                clk,
-                dat,
-                wait: Wait::Idle,
-            },
-        )
-        .map_err(Error::Pin)?;
+        drive(&mut s.b_clk, &mut s.b_dat, s.engine.outputs()).map_err(Error::Pin)?;
         Ok(s)
     }
 
@@ -194,7 +169,7 @@ where
             let clk = self.t_clk.is_high().map_err(Error::Pin)?;
             let dat = self.t_dat.is_high().map_err(Error::Pin)?;
             let step = self.engine.step(clk, dat, io);
-            drive(&mut self.b_clk, &mut self.b_dat, &step).map_err(Error::Pin)?;
+            drive(&mut self.b_clk, &mut self.b_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
             match step.wait {
                 Wait::RxFull => return Ok(Progress::RxFull),
                 Wait::PeerClk(level) => {
@@ -202,7 +177,7 @@ where
                     // a write that never reached the line.
                     let slice = Duration::from_micros(self.timing.redrive_us.max(1) as u64);
                     while with_timeout(slice, wait_level(&mut self.t_clk, level)).await.is_err() {
-                        drive(&mut self.b_clk, &mut self.b_dat, &step).map_err(Error::Pin)?;
+                        drive(&mut self.b_clk, &mut self.b_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
                     }
                     done += 1;
                     if done >= max_exchanges {

@@ -4,26 +4,27 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{InputPin, OutputPin, PinState};
 
 use super::{Error, Progress, Timing};
-use crate::link::{self, LinkIo, LinkStats, Step, Wait};
+use crate::link::{self, LinkIo, LinkStats, Wait};
 
+/// Drives the levels `(clk, dat)`, writing only the pins whose level `last` (what was driven before) differs.
 fn drive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
     clk: &mut C,
     dat: &mut D,
     last: &mut Option<(bool, bool)>,
-    step: &Step,
+    (clk_level, dat_level): (bool, bool),
 ) -> Result<(), Error<E>> {
     let (old_clk, old_dat) = match *last {
         Some((c, d)) => (Some(c), Some(d)),
         None => (None, None),
     };
     // Data before clock: the peer reads data only after it sees the clock move.
-    if old_dat != Some(step.dat) {
-        dat.set_state(PinState::from(step.dat)).map_err(Error::Pin)?;
+    if old_dat != Some(dat_level) {
+        dat.set_state(PinState::from(dat_level)).map_err(Error::Pin)?;
     }
-    if old_clk != Some(step.clk) {
-        clk.set_state(PinState::from(step.clk)).map_err(Error::Pin)?;
+    if old_clk != Some(clk_level) {
+        clk.set_state(PinState::from(clk_level)).map_err(Error::Pin)?;
     }
-    *last = Some((step.clk, step.dat));
+    *last = Some((clk_level, dat_level));
     Ok(())
 }
 
@@ -72,17 +73,7 @@ where
             engine: link::Master::resume(peer_clk),
             driven: None,
         };
-        let (clk, dat) = m.engine.outputs();
-        drive(
-            &mut m.t_clk,
-            &mut m.t_dat,
-            &mut m.driven,
-            &Step {
-                clk,
-                dat,
-                wait: Wait::Idle,
-            },
-        )?;
+        drive(&mut m.t_clk, &mut m.t_dat, &mut m.driven, m.engine.outputs())?;
         Ok(m)
     }
 
@@ -91,16 +82,11 @@ where
     pub fn reset(&mut self) -> Result<(), Error<E>> {
         let peer_clk = self.b_clk.is_high().map_err(Error::Pin)?;
         self.engine = link::Master::restart_with_peer(peer_clk);
-        let (clk, dat) = self.engine.outputs();
         drive(
             &mut self.t_clk,
             &mut self.t_dat,
             &mut self.driven,
-            &Step {
-                clk,
-                dat,
-                wait: Wait::Idle,
-            },
+            self.engine.outputs(),
         )
     }
 
@@ -126,7 +112,7 @@ where
             let clk = self.b_clk.is_high().map_err(Error::Pin)?;
             let dat = self.b_dat.is_high().map_err(Error::Pin)?;
             let step = self.engine.step(clk, dat, io);
-            drive(&mut self.t_clk, &mut self.t_dat, &mut self.driven, &step)?;
+            drive(&mut self.t_clk, &mut self.t_dat, &mut self.driven, (step.clk, step.dat))?;
             match step.wait {
                 Wait::Idle => return Ok(Progress::Idle),
                 Wait::RxFull => return Ok(Progress::RxFull),
@@ -208,17 +194,7 @@ where
             engine: link::Slave::new(),
             driven: None,
         };
-        let (clk, dat) = s.engine.outputs();
-        drive(
-            &mut s.b_clk,
-            &mut s.b_dat,
-            &mut s.driven,
-            &Step {
-                clk,
-                dat,
-                wait: Wait::Idle,
-            },
-        )?;
+        drive(&mut s.b_clk, &mut s.b_dat, &mut s.driven, s.engine.outputs())?;
         Ok(s)
     }
 
@@ -240,7 +216,7 @@ where
             let clk = self.t_clk.is_high().map_err(Error::Pin)?;
             let dat = self.t_dat.is_high().map_err(Error::Pin)?;
             let step = self.engine.step(clk, dat, io);
-            drive(&mut self.b_clk, &mut self.b_dat, &mut self.driven, &step)?;
+            drive(&mut self.b_clk, &mut self.b_dat, &mut self.driven, (step.clk, step.dat))?;
             match step.wait {
                 Wait::RxFull => return Ok(Progress::RxFull),
                 Wait::PeerClk(level) => {
