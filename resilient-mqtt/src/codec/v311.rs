@@ -85,19 +85,7 @@ fn decode_body(kind: u8, flags: u8, body: &[u8]) -> Result<Packet<'_>, DecodeErr
         8 => {
             expect_flags(flags, 2)?;
             let (packet_id, rest) = read_id(body)?;
-            if rest.is_empty() {
-                return Err(DecodeError::Empty);
-            }
-            let mut r = rest;
-            while !r.is_empty() {
-                let (filter, tail) = read_str(r)?;
-                topic::validate_filter(filter).map_err(|_| DecodeError::InvalidTopic)?;
-                let (&q, tail) = tail.split_first().ok_or(DecodeError::Truncated)?;
-                if q & 0xfc != 0 || QoS::from_bits(q).is_none() {
-                    return Err(DecodeError::InvalidQoS);
-                }
-                r = tail;
-            }
+            check_filters(rest, true)?;
             Ok(Packet::Subscribe(Subscribe {
                 packet_id,
                 filters: SubscribeFilters::Encoded(rest),
@@ -114,15 +102,7 @@ fn decode_body(kind: u8, flags: u8, body: &[u8]) -> Result<Packet<'_>, DecodeErr
         10 => {
             expect_flags(flags, 2)?;
             let (packet_id, rest) = read_id(body)?;
-            if rest.is_empty() {
-                return Err(DecodeError::Empty);
-            }
-            let mut r = rest;
-            while !r.is_empty() {
-                let (filter, tail) = read_str(r)?;
-                topic::validate_filter(filter).map_err(|_| DecodeError::InvalidTopic)?;
-                r = tail;
-            }
+            check_filters(rest, false)?;
             Ok(Packet::Unsubscribe(Unsubscribe {
                 packet_id,
                 filters: UnsubscribeFilters::Encoded(rest),
@@ -158,6 +138,27 @@ fn read_u16(buf: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
         [a, b, rest @ ..] => Ok((u16::from_be_bytes([*a, *b]), rest)),
         _ => Err(DecodeError::Truncated),
     }
+}
+
+/// Checks the payload of a SUBSCRIBE (`with_qos`: each filter followed by its QoS byte) or an UNSUBSCRIBE: at
+/// least one filter, each a valid filter.
+fn check_filters(mut r: &[u8], with_qos: bool) -> Result<(), DecodeError> {
+    if r.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    while !r.is_empty() {
+        let (filter, mut tail) = read_str(r)?;
+        topic::validate_filter(filter).map_err(|_| DecodeError::InvalidTopic)?;
+        if with_qos {
+            let (&q, after) = tail.split_first().ok_or(DecodeError::Truncated)?;
+            if q & 0xfc != 0 || QoS::from_bits(q).is_none() {
+                return Err(DecodeError::InvalidQoS);
+            }
+            tail = after;
+        }
+        r = tail;
+    }
+    Ok(())
 }
 
 fn read_id(buf: &[u8]) -> Result<(u16, &[u8]), DecodeError> {
@@ -495,6 +496,36 @@ pub fn encode(packet: &Packet<'_>, buf: &mut [u8]) -> Result<usize, EncodeError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscribe_and_unsubscribe_payloads_are_checked_filter_by_filter() {
+        // SUBSCRIBE (0x82) and UNSUBSCRIBE (0xa2), packet id 1, then the payload.
+        let packet = |kind: u8, payload: &[u8]| {
+            let mut p = vec![kind, (2 + payload.len()) as u8, 0x00, 0x01];
+            p.extend_from_slice(payload);
+            p
+        };
+        // What was decoded: the packet's kind, or the error.
+        let kind = |bytes: Vec<u8>| match decode(&bytes, 100) {
+            Ok(Some((Packet::Subscribe(_), _))) => Ok("subscribe"),
+            Ok(Some((Packet::Unsubscribe(_), _))) => Ok("unsubscribe"),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        let sub = |payload: &[u8]| kind(packet(0x82, payload));
+        let unsub = |payload: &[u8]| kind(packet(0xa2, payload));
+        assert_eq!(sub(&[0, 3, b'a', b'/', b'+', 1, 0, 1, b'#', 0]), Ok("subscribe"));
+        assert_eq!(sub(&[]), Err(DecodeError::Empty));
+        assert_eq!(sub(&[0, 1, b'a']), Err(DecodeError::Truncated));
+        assert_eq!(sub(&[0, 1, b'a', 3]), Err(DecodeError::InvalidQoS));
+        assert_eq!(sub(&[0, 1, b'a', 0x41]), Err(DecodeError::InvalidQoS));
+        assert_eq!(sub(&[0, 2, b'a', b'#', 0]), Err(DecodeError::InvalidTopic));
+        assert_eq!(unsub(&[0, 3, b'a', b'/', b'+', 0, 1, b'#']), Ok("unsubscribe"));
+        assert_eq!(unsub(&[]), Err(DecodeError::Empty));
+        assert_eq!(unsub(&[0, 2, b'+', b'a']), Err(DecodeError::InvalidTopic));
+        // An UNSUBSCRIBE carries no QoS bytes: a stray byte is read as the next filter's length.
+        assert_eq!(unsub(&[0, 1, b'a', 0]), Err(DecodeError::Truncated));
+    }
 
     #[test]
     fn rejects_oversize_packet_from_its_header_alone() {
