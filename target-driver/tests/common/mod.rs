@@ -46,20 +46,6 @@ pub struct Bridge {
     handle: Option<thread::JoinHandle<()>>,
 }
 
-/// MQTT topic matching.
-pub fn matches(filter: &str, topic: &str) -> bool {
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
 
 enum Out {
     Ready,
@@ -237,7 +223,7 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
                         out.push_back(Out::PubAck(id, Instant::now() + delay));
                         if knobs.echo.load(Ordering::Relaxed) {
                             for (f, q) in &subs {
-                                if matches(f, topic) {
+                                if resilient_mqtt::topic::matches(f, topic) {
                                     let q = if *q == QoS::AtLeastOnce { qos } else { QoS::AtMostOnce };
                                     out.push_back(Out::Message(next_msg, topic.into(), payload.into(), q));
                                     next_msg = next_msg.wrapping_add(1);
