@@ -101,15 +101,8 @@ pub fn with_target<R>(
     timeout: StdDuration,
     app: impl AsyncFnOnce(TargetClient<'_>) -> R,
 ) -> Option<R> {
-    let (t_clk, t_dat, b_clk, b_dat, rst) = target_pins(wires, Chaos::new(11, ChaosConfig::NONE));
     let mut res: TargetResources = Resources::new();
-    let pins = Pins {
-        t_clk,
-        t_dat,
-        b_clk,
-        b_dat,
-        rst,
-    };
+    let pins = Pins::from(target_pins(wires, Chaos::new(11, ChaosConfig::NONE)));
     let timing = Timing {
         timeout_us: 1_000_000,
         ..Timing::default()

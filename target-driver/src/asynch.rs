@@ -59,6 +59,19 @@ struct Shared<
     runner: Signal<M, ()>,
 }
 
+/// The pins in the order `(t_clk, t_dat, b_clk, b_dat, rst)`, as `protocol::sim::target_pins` gives them.
+impl<TC, TD, BC, BD, RST> From<(TC, TD, BC, BD, RST)> for Pins<TC, TD, BC, BD, RST> {
+    fn from((t_clk, t_dat, b_clk, b_dat, rst): (TC, TD, BC, BD, RST)) -> Self {
+        Pins {
+            t_clk,
+            t_dat,
+            b_clk,
+            b_dat,
+            rst,
+        }
+    }
+}
+
 /// The memory the driver lives in; keep it in a `static` (for example with `static_cell`) or on the stack of a
 /// function that never returns.
 pub struct Resources<

@@ -16,18 +16,11 @@ fn superloop_publishes_subscribes_and_receives() {
     let wires = Wires::new();
     let bridge = Bridge::start(&wires, Knobs::default());
     bridge.knobs.echo.store(true, Ordering::Relaxed);
-    let (t_clk, t_dat, b_clk, b_dat, rst) = target_pins(&wires, Chaos::new(5, ChaosConfig::NONE));
     let start = StdInstant::now();
     let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
     let mut config = Config::new("ssid", "pw", "broker", 1883, "blocking-1");
     config.reset_pulse = Duration::from_millis(20);
-    let pins = Pins {
-        t_clk,
-        t_dat,
-        b_clk,
-        b_dat,
-        rst,
-    };
+    let pins = Pins::from(target_pins(&wires, Chaos::new(5, ChaosConfig::NONE)));
     let mut client: Client<'_, _, _, _, _, _, _> =
         Client::new(pins, SimDelay, config, Timing::default(), now()).expect("pins");
 

@@ -29,15 +29,8 @@ fn config() -> Config<'static> {
 
 /// Runs `app` with a driver on `wires` until it returns (or 30 s pass).
 fn drive<R>(wires: &Arc<Wires>, config: Config<'static>, app: impl AsyncFnOnce(C<'_>) -> R) -> R {
-    let (t_clk, t_dat, b_clk, b_dat, rst) = target_pins(wires, Chaos::new(11, ChaosConfig::NONE));
     let mut res: Resources<'static, NoopRawMutex> = Resources::new();
-    let pins = Pins {
-        t_clk,
-        t_dat,
-        b_clk,
-        b_dat,
-        rst,
-    };
+    let pins = Pins::from(target_pins(wires, Chaos::new(11, ChaosConfig::NONE)));
     let (client, runner) = target_driver::new(
         pins,
         config,

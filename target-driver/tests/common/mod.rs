@@ -46,7 +46,6 @@ pub struct Bridge {
     handle: Option<thread::JoinHandle<()>>,
 }
 
-
 enum Out {
     Ready,
     Status(Status),
