@@ -10,8 +10,11 @@
 //! tests fails, the wire format changed: that needs a new `PROTOCOL_VERSION` and a new section in
 //! `docs/protocol.md`, not a new expected value.
 
+mod common;
+
+use common::QueueIo;
 use protocol::link::bits::{PREAMBLE_ONES, STUFF_AFTER, SYNC_ONES};
-use protocol::link::{LinkIo, Master, Slave, Wait};
+use protocol::link::{Master, Slave, Wait};
 use protocol::message::{
     MAX_MESSAGE_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_SSID_LEN, MAX_TOPIC_LEN, MAX_WIFI_PASSWORD_LEN,
     MAX_WILL_PAYLOAD_LEN,
@@ -796,26 +799,6 @@ fn frame_of_exactly_254_bytes_without_zero_ends_with_an_empty_block() {
 // The bit layer: what a link end sends for a frame and what the receiving end makes of it.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// A byte queue each way.
-#[derive(Default)]
-struct Bytes {
-    tx: std::collections::VecDeque<u8>,
-    rx: Vec<u8>,
-}
-
-impl LinkIo for Bytes {
-    fn tx_ready(&self) -> bool {
-        !self.tx.is_empty()
-    }
-    fn tx_next(&mut self) -> Option<u8> {
-        self.tx.pop_front()
-    }
-    fn rx(&mut self, byte: u8) -> bool {
-        self.rx.push(byte);
-        true
-    }
-}
-
 /// `"1 0 1…"` as bits; spaces and `_` are for the reader.
 fn bits(s: &str) -> Vec<bool> {
     s.chars()
@@ -832,9 +815,9 @@ fn bits(s: &str) -> Vec<bool> {
 /// slave sends only ones.
 fn master_sends(frame: &[u8]) -> Vec<bool> {
     let mut m = Master::new();
-    let mut io = Bytes {
+    let mut io = QueueIo {
         tx: frame.iter().copied().collect(),
-        rx: Vec::new(),
+        ..QueueIo::default()
     };
     let mut sent = Vec::new();
     let mut b_clk = false;
@@ -857,7 +840,7 @@ fn master_sends(frame: &[u8]) -> Vec<bool> {
 /// The bytes a slave delivers when the master sends `sent`, one bit per exchange.
 fn slave_receives(sent: &[bool]) -> Vec<u8> {
     let mut s = Slave::new();
-    let mut io = Bytes::default();
+    let mut io = QueueIo::default();
     let mut t_clk = false;
     for &bit in sent {
         t_clk = !t_clk;
