@@ -210,6 +210,13 @@ pub struct DriverStats {
     pub dropped: u32,
 }
 
+/// The id `next` holds, and `next` moved on; never 0, which the bridge uses for requests without an id.
+fn take_id(next: &mut u16) -> u16 {
+    let id = *next;
+    *next = next.wrapping_add(1).max(1);
+    id
+}
+
 /// Answers waiting for the application.
 const OUTCOMES: usize = 8;
 /// Status changes waiting for the application; the oldest is dropped past this (statuses are states, the newest
@@ -416,9 +423,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     fn new_id(&mut self) -> u16 {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        id
+        take_id(&mut self.next_id)
     }
 
     fn reset_bridge(&mut self, reason: ResetReason, now: Instant) {
@@ -669,8 +674,8 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             let id = match sub.id {
                 Some(id) => id,
                 None => {
-                    let id = self.next_id;
-                    self.next_id = self.next_id.wrapping_add(1).max(1);
+                    // Not new_id(): `sub` borrows the table.
+                    let id = take_id(&mut self.next_id);
                     sub.replay_id = Some(id);
                     id
                 }
