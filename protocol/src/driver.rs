@@ -41,8 +41,10 @@ impl<E: core::fmt::Debug> core::error::Error for Error<E> {}
 pub struct Timing {
     /// How long the master waits for an answer to one exchange before [`Error::Timeout`].
     pub timeout_us: u32,
-    /// Blocking driver: pause between two reads of a line once the first fast reads found nothing.
-    pub poll_ns: u32,
+    /// Blocking driver: pause between two reads of a line, in microseconds, once the first fast reads found
+    /// nothing. Microseconds, not nanoseconds: a `DelayNs` on a microsecond clock (embassy-time's) converts them
+    /// without the 64-bit division that nanoseconds cost (about 900 bytes of flash on a Cortex-M).
+    pub poll_us: u32,
     /// Fast reads before the blocking driver starts pausing.
     pub spin_reads: u32,
     /// While a wait lasts this long, the driver writes its outputs again, which repairs a write that did not reach
@@ -54,7 +56,7 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             timeout_us: 100_000,
-            poll_ns: 2_000,
+            poll_us: 2,
             spin_reads: 64,
             redrive_us: 1_000,
         }

@@ -134,21 +134,21 @@ where
                 return Ok(());
             }
         }
-        let poll_ns = self.timing.poll_ns.max(1) as u64;
-        let timeout_ns = self.timing.timeout_us as u64 * 1000;
-        let redrive_ns = (self.timing.redrive_us as u64 * 1000).max(poll_ns);
-        let (mut waited, mut since_redrive) = (0u64, 0u64);
+        // Microseconds in 32 bits, as the timeout itself: no 64-bit arithmetic here.
+        let poll_us = self.timing.poll_us.max(1);
+        let redrive_us = self.timing.redrive_us.max(poll_us);
+        let (mut waited, mut since_redrive) = (0u32, 0u32);
         loop {
             if self.b_clk.is_high().map_err(Error::Pin)? == level {
                 return Ok(());
             }
-            if waited >= timeout_ns {
+            if waited >= self.timing.timeout_us {
                 return Err(Error::Timeout);
             }
-            self.delay.delay_ns(poll_ns as u32);
-            waited += poll_ns;
-            since_redrive += poll_ns;
-            if since_redrive >= redrive_ns {
+            self.delay.delay_us(poll_us);
+            waited = waited.saturating_add(poll_us);
+            since_redrive = since_redrive.saturating_add(poll_us);
+            if since_redrive >= redrive_us {
                 since_redrive = 0;
                 redrive(&mut self.t_clk, &mut self.t_dat, self.driven)?;
             }
