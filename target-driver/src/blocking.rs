@@ -143,9 +143,12 @@ where
         self.core.outcome(token)
     }
 
-    /// The next message (copied into `buf`) or status change, if any. Taking a QoS 1 message acknowledges it.
-    pub fn next_event<'b>(&mut self, buf: &'b mut [u8]) -> Option<Event<'b>> {
-        self.core.take_event(buf)
+    /// The next message or status change, if any. A message is lent from the driver's receive buffer, not copied:
+    /// it borrows the client, and its frame is freed at the next call to `next_event` or [`Client::poll`] (the
+    /// link holds until then). Taking a QoS 1 message acknowledges it (the acknowledgement goes out with the next
+    /// poll).
+    pub fn next_event(&mut self) -> Option<Event<'_>> {
+        self.core.borrow_event()
     }
 
     /// Asks the bridge for the time; [`Client::time`] gives the answer after a few polls.

@@ -267,6 +267,8 @@ pub struct Core<
     awaiting_config_echo: bool,
     /// The application took a message since the last timer check.
     heard: bool,
+    /// The received message is lent to the application (see [`Core::borrow_event`]).
+    lent: bool,
     stats: DriverStats,
 }
 
@@ -310,6 +312,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             restored_unasked: false,
             awaiting_config_echo: false,
             heard: false,
+            lent: false,
             stats: DriverStats::default(),
         };
         core.reset_bridge(ResetReason::StartUp, now);
@@ -437,6 +440,8 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         self.ping_due = false;
         self.backpressure = false;
         self.port.clear();
+        // A lent message went with it; the next frame must not be released in its place.
+        self.lent = false;
         self.reset_state_for_restore();
         self.status(Status::BridgeReset(reason));
     }
@@ -453,6 +458,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     /// Handles the received frame waiting in the port, if any. A message for the application stays there (and
     /// holds the link) until [`Core::take_event`] copies it out.
     pub fn handle_frame(&mut self, now: Instant) {
+        self.return_lent();
         let Some(bytes) = self.port.received() else { return };
         self.last_rx = now;
         let event = match BridgeEvent::decode(bytes) {
@@ -873,44 +879,20 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     /// does not fit `buf` is dropped (for QoS 0) or left waiting (for QoS 1, so nothing acknowledged is lost);
     /// give a buffer of at least topic + payload limits.
     pub fn take_event<'b>(&mut self, buf: &'b mut [u8]) -> Option<Event<'b>> {
+        self.return_lent();
         if let Some(s) = self.statuses.pop_front() {
             return Some(Event::Status(s));
         }
-        let bytes = self.port.received()?;
-        let Ok(BridgeEvent::Message {
-            id,
-            topic,
-            payload,
-            qos,
-            retain,
-            dup,
-        }) = BridgeEvent::decode(bytes)
-        else {
-            return None;
-        };
-        let (tl, pl) = (topic.len(), payload.len());
-        if tl + pl > buf.len() || (qos == QoS::AtLeastOnce && self.acks.is_full()) {
-            if tl + pl > buf.len() {
-                if qos == QoS::AtMostOnce {
-                    self.stats.dropped += 1;
-                    self.port.release();
-                    return None;
-                }
-                return Some(Event::Status(Status::BufferTooSmall { needed: tl + pl }));
+        let (tl, pl, qos, retain, dup) = match self.lend_message(buf.len())? {
+            Err(status) => return Some(Event::Status(status)),
+            Ok(m) => {
+                let tl = m.topic.len();
+                buf[..tl].copy_from_slice(m.topic.as_bytes());
+                buf[tl..tl + m.payload.len()].copy_from_slice(m.payload);
+                (tl, m.payload.len(), m.qos, m.retain, m.dup)
             }
-            return None;
-        }
-        buf[..tl].copy_from_slice(topic.as_bytes());
-        buf[tl..tl + pl].copy_from_slice(payload);
-        if qos == QoS::AtLeastOnce {
-            let _ = self.acks.push_back(id);
-        }
-        self.port.release();
-        // Any frame proves the bridge alive (see handle_timeout).
-        self.heard = true;
-        self.ping = None;
-        self.ping_due = false;
-        self.stats.delivered += 1;
+        };
+        self.return_lent();
         self.flush();
         let (t, p) = buf.split_at(tl);
         let topic = protocol::wire::utf8(t)?;
@@ -923,14 +905,86 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         }))
     }
 
+    /// The next event, as [`Core::take_event`] but without a copy: a message is lent from the receive buffer. It
+    /// stays there, holding the link, until the next call of [`Core::borrow_event`], [`Core::take_event`] or
+    /// [`Core::handle_frame`]; its acknowledgement (QoS 1) goes out with the next [`Core::flush`].
+    pub fn borrow_event(&mut self) -> Option<Event<'_>> {
+        self.return_lent();
+        if let Some(s) = self.statuses.pop_front() {
+            return Some(Event::Status(s));
+        }
+        match self.lend_message(usize::MAX)? {
+            Ok(m) => Some(Event::Message(m)),
+            Err(status) => Some(Event::Status(status)),
+        }
+    }
+
+    /// Frees the receive buffer of a message lent by [`Core::borrow_event`].
+    fn return_lent(&mut self) {
+        if core::mem::take(&mut self.lent) {
+            self.port.release();
+        }
+    }
+
+    /// The message waiting in the port, if it fits `room` bytes (topic plus payload): its acknowledgement (QoS 1)
+    /// is queued and the frame is lent (`self.lent`) until [`Core::return_lent`]. One that does not fit is dropped
+    /// (QoS 0) or kept and reported (QoS 1).
+    fn lend_message(&mut self, room: usize) -> Option<Result<Message<'_>, Status>> {
+        // Decoded twice: a borrow returned on one path cannot be followed by a release on another.
+        let (needed, qos) = match BridgeEvent::decode(self.port.received()?) {
+            Ok(BridgeEvent::Message {
+                topic, payload, qos, ..
+            }) => (topic.len() + payload.len(), qos),
+            _ => return None,
+        };
+        if needed > room {
+            if qos == QoS::AtMostOnce {
+                self.stats.dropped += 1;
+                self.port.release();
+                return None;
+            }
+            return Some(Err(Status::BufferTooSmall { needed }));
+        }
+        let Ok(BridgeEvent::Message {
+            id,
+            topic,
+            payload,
+            qos,
+            retain,
+            dup,
+        }) = BridgeEvent::decode(self.port.received()?)
+        else {
+            return None;
+        };
+        if qos == QoS::AtLeastOnce && self.acks.push_back(id).is_err() {
+            // Acknowledgements wait to be sent: the message waits for room among them.
+            return None;
+        }
+        self.lent = true;
+        // Any frame proves the bridge alive (see handle_timeout).
+        self.heard = true;
+        self.ping = None;
+        self.ping_due = false;
+        self.stats.delivered += 1;
+        Some(Ok(Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            dup,
+        }))
+    }
+
     /// Whether [`Core::take_event`] has something.
     pub fn has_event(&self) -> bool {
         !self.statuses.is_empty() || self.message_waiting()
     }
 
     fn message_waiting(&self) -> bool {
-        self.port
-            .received()
-            .is_some_and(|b| matches!(BridgeEvent::decode(b), Ok(BridgeEvent::Message { .. })))
+        !self.lent
+            && self
+                .port
+                .received()
+                .is_some_and(|b| matches!(BridgeEvent::decode(b), Ok(BridgeEvent::Message { .. })))
     }
 }

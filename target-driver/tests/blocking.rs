@@ -24,7 +24,6 @@ fn superloop_publishes_subscribes_and_receives() {
     let mut client: Client<'_, _, _, _, _, _, _> =
         Client::new(pins, SimDelay, config, Timing::default(), now()).expect("pins");
 
-    let mut buf = [0u8; 256];
     let mut statuses = Vec::new();
     let mut sub = None;
     let mut publ = None;
@@ -32,7 +31,7 @@ fn superloop_publishes_subscribes_and_receives() {
     let mut received = None;
     while start.elapsed() < StdDuration::from_secs(20) && (received.is_none() || !published) {
         client.poll(now());
-        while let Some(ev) = client.next_event(&mut buf) {
+        while let Some(ev) = client.next_event() {
             match ev {
                 Event::Status(s) => statuses.push(s),
                 Event::Message(m) => received = Some((m.topic.to_string(), m.payload.to_vec(), m.qos)),

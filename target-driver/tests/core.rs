@@ -308,6 +308,70 @@ fn incoming_qos1_message_is_acked_only_when_taken_and_a_too_small_buffer_keeps_i
 }
 
 #[test]
+fn a_borrowed_message_holds_the_link_until_the_next_call_and_is_acked_once() {
+    let mut core = up();
+    let msg = |id, payload: &'static [u8]| BridgeEvent::Message {
+        id,
+        topic: "s/t",
+        payload,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        dup: false,
+    };
+    deliver(&mut core, &msg(42, &[0, 255]), at(300));
+    match core.borrow_event() {
+        Some(Event::Message(m)) => assert_eq!((m.topic, m.payload), ("s/t", &[0u8, 255][..])),
+        other => panic!("expected the message, got {other:?}"),
+    }
+    // Lent: the receive buffer is still taken, so the link cannot bring the next frame yet.
+    assert!(!core.port().rx(0), "the port took bytes while the message was lent");
+    assert!(!core.has_event(), "a lent message counted as a new event");
+    core.flush();
+    assert_eq!(sent(&mut core), ["ack 42"]);
+    // The next call frees it; the next message comes in and is lent in turn.
+    assert_eq!(core.borrow_event(), None);
+    deliver(&mut core, &msg(43, b"x"), at(310));
+    assert!(matches!(core.borrow_event(), Some(Event::Message(m)) if m.payload == b"x"));
+    // handle_frame (the runner's or poll's first step) frees it too.
+    core.handle_frame(at(320));
+    assert!(core.port().rx(0), "handle_frame did not free the lent message");
+    core.flush();
+    assert_eq!(sent(&mut core), ["ack 43"]);
+    assert_eq!(core.stats().delivered, 2);
+}
+
+#[test]
+fn a_bridge_reset_while_a_message_is_lent_loses_no_later_frame() {
+    let mut core = up();
+    let msg = BridgeEvent::Message {
+        id: 1,
+        topic: "a",
+        payload: b"1",
+        qos: QoS::AtMostOnce,
+        retain: false,
+        dup: false,
+    };
+    deliver(&mut core, &msg, at(300));
+    assert!(matches!(core.borrow_event(), Some(Event::Message(_))));
+    // The watchdog gives up on the bridge while the message is lent (ping, no answer): the port is cleared.
+    for _ in 0..4 {
+        if !core.rst_level() {
+            break;
+        }
+        let t = core.poll_at();
+        core.handle_timeout(t);
+    }
+    assert!(!core.rst_level(), "the watchdog did not reset the bridge");
+    let t = core.poll_at();
+    core.handle_timeout(t);
+    assert!(core.rst_level() && core.take_link_reset());
+    // The bridge's Ready comes before the application calls again: it must not be freed in the lent message's
+    // place.
+    deliver(&mut core, &ready(PROTOCOL_VERSION), t + Duration::from_millis(10));
+    assert!(core.bridge_up(), "the Ready after the reset was lost");
+}
+
+#[test]
 fn subscription_results_and_failures_reach_the_caller() {
     let mut core = up();
     let ok = core.subscribe("a/#", QoS::AtLeastOnce).expect("s1");

@@ -36,7 +36,6 @@ async fn main(_spawner: Spawner) {
     let mut subscribed = false;
     let mut counter: u32 = 0;
     let mut next_publish = Instant::now() + PUBLISH_EVERY;
-    let mut buf = [0; target_driver::DEFAULT_RX];
     loop {
         client.poll(Instant::now());
         if !subscribed {
@@ -54,7 +53,8 @@ async fn main(_spawner: Spawner) {
                 counter = counter.wrapping_add(1);
             }
         }
-        while let Some(event) = client.next_event(&mut buf) {
+        // Messages are lent from the driver's receive buffer: no buffer of the program's own.
+        while let Some(event) = client.next_event() {
             if let Event::Message(message) = event {
                 if message.topic == TOPIC_LED {
                     match message.payload {
