@@ -1,4 +1,4 @@
-//! The async API, embassy style: [`new`](crate::new) gives a [`Client`] handle for the application's tasks and a
+//! The async API, embassy style: [`new`] gives a [`Client`] handle for the application's tasks and a
 //! [`Runner`] to run in its own task; the runner drives the link, RST and the watchdog.
 
 use core::cell::RefCell;
@@ -439,7 +439,8 @@ impl<
         self.finish(token).await.map(|_| ())
     }
 
-    /// Subscribes; returns the QoS the broker granted. The subscription is restored after every bridge reset.
+    /// Subscribes; returns the QoS the broker granted. The subscription is restored after every bridge reset (one
+    /// the broker refused is forgotten). Waits as [`Client::unsubscribe`] does.
     pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<QoS, Error> {
         let token = self.start(|core| core.subscribe(filter, qos)).await?;
         match self.finish(token).await? {
@@ -448,7 +449,8 @@ impl<
         }
     }
 
-    /// Unsubscribes.
+    /// Unsubscribes. Waits while the subscription table is full or an earlier subscribe or unsubscribe of this
+    /// filter is unanswered.
     pub async fn unsubscribe(&self, filter: &str) -> Result<(), Error> {
         let token = self.start(|core| core.unsubscribe(filter)).await?;
         self.finish(token).await.map(|_| ())

@@ -145,14 +145,19 @@ struct Pending<const T: usize, const P: usize> {
     tried: bool,
 }
 
+/// A filter: subscribed (kept for replay after a bridge reset), or being unsubscribed (the entry goes when the
+/// bridge acknowledges that; until then it is resent after a reset like any request in flight).
 #[derive(Debug)]
 struct Sub<const T: usize> {
     filter: String<T>,
     qos: QoS,
-    /// Id of the subscribe request in flight, if the application waits for it.
+    /// Id of the application's subscribe or unsubscribe request in flight (it waits for the outcome). One at a
+    /// time per filter.
     id: Option<u16>,
     /// Id of a replay (after a bridge reset) in flight: nobody waits for its outcome.
     replay_id: Option<u16>,
+    /// `id` is an unsubscription.
+    unsubscribing: bool,
     sent: bool,
 }
 
@@ -243,7 +248,6 @@ pub struct Core<
     /// The next publication's [`Pending::seq`].
     next_seq: u32,
     subs: Slots<Sub<T>, SUBS>,
-    unsubs: Deque<(u16, String<T>), 2>,
     outcomes: Slots<(u16, Result<Outcome, Error>), OUTCOMES>,
     /// Where an outcome goes when every entry is taken (the application did not collect them).
     outcome_victim: usize,
@@ -292,7 +296,6 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             pending: [const { None }; PUBS],
             next_seq: 0,
             subs: [const { None }; SUBS],
-            unsubs: Deque::new(),
             outcomes: [const { None }; OUTCOMES],
             outcome_victim: 0,
             statuses: Deque::new(),
@@ -508,6 +511,13 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         self.outcomes[slot] = Some((id, result));
     }
 
+    /// The entry of the subscription table whose application request in flight is `id`.
+    fn sub_slot(&mut self, id: u16) -> Option<&mut Option<Sub<T>>> {
+        self.subs
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|s| s.id == Some(id)))
+    }
+
     /// The entry of the publication `id`.
     fn pending_slot(&mut self, id: u16) -> Option<&mut Option<Pending<T, P>>> {
         self.pending.iter_mut().find(|p| p.as_ref().is_some_and(|p| p.id == id))
@@ -563,16 +573,26 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                     }
                     return;
                 }
-                if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.id == Some(id)) {
-                    sub.id = None;
-                }
                 let outcome = match result {
                     SubResult::Granted(qos) => Ok(Outcome::Subscribed(qos)),
                     SubResult::Failure => Err(Error::SubscriptionFailed),
                 };
+                if let Some(slot) = self.sub_slot(id) {
+                    match slot {
+                        // Refused: forgotten, not replayed.
+                        Some(_) if outcome.is_err() => *slot = None,
+                        Some(sub) => sub.id = None,
+                        None => {}
+                    }
+                }
                 self.complete(id, outcome);
             }
-            BridgeEvent::UnsubAck { id } => self.complete(id, Ok(Outcome::Unsubscribed)),
+            BridgeEvent::UnsubAck { id } => {
+                if let Some(slot) = self.sub_slot(id) {
+                    *slot = None;
+                }
+                self.complete(id, Ok(Outcome::Unsubscribed));
+            }
             BridgeEvent::Pong { .. } | BridgeEvent::Message { .. } => {}
             BridgeEvent::Time { unix_ms } => self.time_answer = Some(unix_ms),
             BridgeEvent::Stats(s) => self.stats_answer = Some(s),
@@ -620,7 +640,11 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                 return;
             }
         }
+        // Refused for good: a publication is dropped, a filter forgotten (it is not replayed either).
         if let Some(slot) = self.pending_slot(id) {
+            *slot = None;
+        }
+        if let Some(slot) = self.sub_slot(id) {
             *slot = None;
         }
         self.complete(id, Err(Error::Refused(kind)));
@@ -686,24 +710,20 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
                     id
                 }
             };
-            if self
-                .port
-                .send(&Request::Subscribe {
+            let filter = &sub.filter;
+            let req = if sub.unsubscribing {
+                Request::Unsubscribe { id, filter }
+            } else {
+                Request::Subscribe {
                     id,
-                    filter: &sub.filter,
+                    filter,
                     qos: sub.qos,
-                })
-                .is_err()
-            {
+                }
+            };
+            if self.port.send(&req).is_err() {
                 return;
             }
             sub.sent = true;
-        }
-        while let Some((id, filter)) = self.unsubs.front() {
-            if self.port.send(&Request::Unsubscribe { id: *id, filter }).is_err() {
-                return;
-            }
-            self.unsubs.pop_front();
         }
         while let Some(&id) = self.acks.front() {
             if self.port.send(&Request::Ack { id }).is_err() {
@@ -792,44 +812,57 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     /// Subscribes (or changes the QoS of a subscription). The filter is kept and replayed after a bridge reset.
+    /// [`Error::WouldBlock`] while every entry is taken, or while an earlier subscribe or unsubscribe of the same
+    /// filter is unanswered.
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<Token, Error> {
         check_filter(filter, T)?;
         if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {
             return Err(Error::UnsupportedQoS);
         }
-        let id = self.new_id();
-        if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.filter.as_str() == filter) {
-            (sub.qos, sub.id, sub.sent) = (qos, Some(id), false);
-        } else {
-            let free = self.subs.iter().position(Option::is_none).ok_or(Error::WouldBlock)?;
-            let sub = self.subs[free].insert(Sub {
-                filter: String::new(),
-                qos,
-                id: Some(id),
-                replay_id: None,
-                sent: false,
-            });
-            // Fits: check_filter() bounds it by T.
-            let _ = sub.filter.push_str(filter);
-        }
-        self.flush();
-        Ok(Token(id))
+        self.filter_request(filter, qos, false)
     }
 
-    /// Unsubscribes and forgets the filter.
+    /// Unsubscribes; the filter is forgotten once the bridge acknowledges it (a bridge reset before that sends
+    /// it again). It takes an entry of the subscription table until then, also for a filter this driver did not
+    /// subscribe (one the broker kept in a persistent session). [`Error::WouldBlock`] as for
+    /// [`Core::subscribe`].
     pub fn unsubscribe(&mut self, filter: &str) -> Result<Token, Error> {
         check_filter(filter, T)?;
-        let owned = String::try_from(filter).map_err(|_| Error::Topic(crate::TopicError::TooLong))?;
-        if self.unsubs.is_full() {
+        self.filter_request(filter, QoS::AtMostOnce, true)
+    }
+
+    /// Starts a subscribe or unsubscribe of `filter` (checked) in its entry, or in a free one.
+    fn filter_request(&mut self, filter: &str, qos: QoS, unsubscribing: bool) -> Result<Token, Error> {
+        let i = match self
+            .subs
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.filter.as_str() == filter))
+        {
+            Some(i) => i,
+            None => {
+                let free = self.subs.iter().position(Option::is_none).ok_or(Error::WouldBlock)?;
+                let mut owned = String::new();
+                // Fits: check_filter() bounds it by T.
+                let _ = owned.push_str(filter);
+                self.subs[free] = Some(Sub {
+                    filter: owned,
+                    qos,
+                    id: None,
+                    replay_id: None,
+                    unsubscribing,
+                    sent: true,
+                });
+                free
+            }
+        };
+        let Some(sub) = &mut self.subs[i] else {
+            return Err(Error::WouldBlock);
+        };
+        if sub.id.is_some() {
             return Err(Error::WouldBlock);
         }
-        let id = self.new_id();
-        for slot in self.subs.iter_mut() {
-            if slot.as_ref().is_some_and(|s| s.filter.as_str() == filter) {
-                *slot = None;
-            }
-        }
-        let _ = self.unsubs.push_back((id, owned));
+        let id = take_id(&mut self.next_id);
+        (sub.qos, sub.unsubscribing, sub.id, sub.sent) = (qos, unsubscribing, Some(id), false);
         self.flush();
         Ok(Token(id))
     }
@@ -871,7 +904,6 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     pub fn in_flight(&self, token: Token) -> bool {
         self.pending.iter().flatten().any(|p| p.id == token.0)
             || self.subs.iter().flatten().any(|s| s.id == Some(token.0))
-            || self.unsubs.iter().any(|(id, _)| *id == token.0)
     }
 
     /// The next event for the application: status changes first, then a received message copied into

@@ -30,8 +30,9 @@ pub enum Error {
     PayloadTooLong,
     /// QoS 2 or an unknown QoS (nothing was sent).
     UnsupportedQoS,
-    /// No room: every slot for publications in flight (or subscriptions) is taken, or the bridge said its queue is
-    /// full. Async calls wait instead; the blocking client returns this so the caller can retry (would-block).
+    /// Not now: every slot for publications in flight (or subscriptions) is taken, the bridge said its queue is
+    /// full, or an earlier subscribe or unsubscribe of the same filter is unanswered. Async calls wait instead; the
+    /// blocking client returns this so the caller can retry (would-block).
     WouldBlock,
     /// The bridge refused the operation.
     Refused(ErrorKind),

@@ -496,15 +496,84 @@ fn replayed_subscriptions_leave_no_outcome_behind() {
 #[test]
 fn unsubscribe_forgets_the_filter_so_it_is_not_replayed() {
     let mut core = up();
-    core.subscribe("a/#", QoS::AtLeastOnce).expect("sub a");
+    let a = core.subscribe("a/#", QoS::AtLeastOnce).expect("sub a");
     core.subscribe("b/#", QoS::AtMostOnce).expect("sub b");
     sent(&mut core);
+    assert_eq!(
+        core.unsubscribe("a/#"),
+        Err(Error::WouldBlock),
+        "an unsubscribe overtook the unanswered subscribe of its filter"
+    );
+    let granted = protocol::SubResult::Granted(QoS::AtLeastOnce);
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: a.0,
+            result: granted,
+        },
+        at(250),
+    );
+    assert_eq!(core.outcome(a), Some(Ok(Outcome::Subscribed(QoS::AtLeastOnce))));
     let t = core.unsubscribe("a/#").expect("unsub");
     assert_eq!(sent(&mut core), ["unsubscribe a/#"]);
     deliver(&mut core, &BridgeEvent::UnsubAck { id: t.0 }, at(300));
     assert_eq!(core.outcome(t), Some(Ok(Outcome::Unsubscribed)));
     deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
     assert_eq!(sent(&mut core), ["configure", "subscribe b/#"]);
+}
+
+#[test]
+fn an_unanswered_unsubscribe_is_sent_again_after_a_bridge_reset_and_then_forgotten() {
+    let mut core = up();
+    // A filter this driver never subscribed (the broker may keep it from an earlier session) takes an entry.
+    let t = core.unsubscribe("old/#").expect("unsub");
+    assert_eq!(sent(&mut core), ["unsubscribe old/#"]);
+    assert!(core.in_flight(t));
+    assert_eq!(core.subscribe("old/#", QoS::AtMostOnce), Err(Error::WouldBlock));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(300));
+    assert_eq!(sent(&mut core), ["configure", "unsubscribe old/#"]);
+    deliver(&mut core, &BridgeEvent::UnsubAck { id: t.0 }, at(400));
+    assert_eq!(core.outcome(t), Some(Ok(Outcome::Unsubscribed)));
+    assert!(!core.in_flight(t));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(500));
+    assert_eq!(sent(&mut core), ["configure"]);
+}
+
+#[test]
+fn a_refused_or_failed_subscription_is_forgotten_not_replayed() {
+    let mut core = up();
+    let a = core.subscribe("a/#", QoS::AtLeastOnce).expect("sub a");
+    let b = core.subscribe("b/#", QoS::AtLeastOnce).expect("sub b");
+    let c = core.subscribe("c/#", QoS::AtLeastOnce).expect("sub c");
+    sent(&mut core);
+    let failure = protocol::SubResult::Failure;
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: a.0,
+            result: failure,
+        },
+        at(300),
+    );
+    let refusal = BridgeEvent::Error {
+        id: b.0,
+        kind: ErrorKind::TooLong,
+    };
+    deliver(&mut core, &refusal, at(310));
+    let granted = protocol::SubResult::Granted(QoS::AtMostOnce);
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: c.0,
+            result: granted,
+        },
+        at(320),
+    );
+    assert_eq!(core.outcome(a), Some(Err(Error::SubscriptionFailed)));
+    assert_eq!(core.outcome(b), Some(Err(Error::Refused(ErrorKind::TooLong))));
+    assert_eq!(core.outcome(c), Some(Ok(Outcome::Subscribed(QoS::AtMostOnce))));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
+    assert_eq!(sent(&mut core), ["configure", "subscribe c/#"]);
 }
 
 #[test]
