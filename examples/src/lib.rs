@@ -20,9 +20,14 @@ pub const TOPIC: usize = 128;
 /// Longest payload the simulated target handles (the protocol's limit).
 pub const PAYLOAD: usize = 1024;
 
+/// Publications the simulated target keeps in flight.
+const PUBS: usize = 8;
+/// Its publication pool: room for `PUBS` of the largest.
+const POOL: usize = PUBS * (TOPIC + PAYLOAD);
+
 /// The simulated target's client: topics up to 128 bytes, payloads up to 1024, 8 publications in flight.
-pub type TargetClient<'a> = Client<'a, 'static, NoopRawMutex, TOPIC, PAYLOAD, 8, 4, 4096, 2048>;
-type TargetResources = Resources<'static, NoopRawMutex, TOPIC, PAYLOAD, 8, 4, 4096, 2048>;
+pub type TargetClient<'a> = Client<'a, 'static, NoopRawMutex, TOPIC, PAYLOAD, PUBS, 4, 4096, 2048, POOL>;
+type TargetResources = Resources<'static, NoopRawMutex, TOPIC, PAYLOAD, PUBS, 4, 4096, 2048, POOL>;
 
 /// `127.0.0.1:port` as the bridge and the target take a broker's address.
 pub fn loopback(port: u16) -> BrokerAddr {

@@ -39,9 +39,17 @@ pub struct Pins<TC, TD, BC, BD, RST> {
     pub rst: RST,
 }
 
-struct Inner<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, const TX: usize, const RX: usize>
-{
-    core: Core<'c, T, P, PUBS, SUBS, TX, RX>,
+struct Inner<
+    'c,
+    const T: usize,
+    const P: usize,
+    const PUBS: usize,
+    const SUBS: usize,
+    const TX: usize,
+    const RX: usize,
+    const POOL: usize,
+> {
+    core: Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>,
     waiters: MultiWakerRegistration<MAX_WAITERS>,
 }
 
@@ -54,8 +62,9 @@ struct Shared<
     const SUBS: usize,
     const TX: usize,
     const RX: usize,
+    const POOL: usize,
 > {
-    inner: Mutex<M, RefCell<Inner<'c, T, P, PUBS, SUBS, TX, RX>>>,
+    inner: Mutex<M, RefCell<Inner<'c, T, P, PUBS, SUBS, TX, RX, POOL>>>,
     runner: Signal<M, ()>,
 }
 
@@ -83,8 +92,9 @@ pub struct Resources<
     const SUBS: usize = { crate::DEFAULT_SUBS },
     const TX: usize = { crate::DEFAULT_TX },
     const RX: usize = { crate::DEFAULT_RX },
+    const POOL: usize = { crate::DEFAULT_POOL },
 > {
-    shared: Option<Shared<'c, M, T, P, PUBS, SUBS, TX, RX>>,
+    shared: Option<Shared<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>>,
 }
 
 impl<
@@ -96,7 +106,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Default for Resources<'c, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Default for Resources<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
     fn default() -> Self {
         Self::new()
@@ -112,7 +123,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Resources<'c, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Resources<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
     /// Empty resources.
     pub const fn new() -> Self {
@@ -131,8 +143,9 @@ pub struct Client<
     const SUBS: usize = { crate::DEFAULT_SUBS },
     const TX: usize = { crate::DEFAULT_TX },
     const RX: usize = { crate::DEFAULT_RX },
+    const POOL: usize = { crate::DEFAULT_POOL },
 > {
-    shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX>,
+    shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>,
 }
 
 impl<
@@ -143,7 +156,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Clone for Client<'_, '_, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Clone for Client<'_, '_, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
     fn clone(&self) -> Self {
         *self
@@ -158,7 +172,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Copy for Client<'_, '_, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Copy for Client<'_, '_, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
 }
 
@@ -178,8 +193,9 @@ pub struct Runner<
     const SUBS: usize = { crate::DEFAULT_SUBS },
     const TX: usize = { crate::DEFAULT_TX },
     const RX: usize = { crate::DEFAULT_RX },
+    const POOL: usize = { crate::DEFAULT_POOL },
 > {
-    shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX>,
+    shared: &'a Shared<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>,
     link: link::Master<TC, TD, BC, BD>,
     rst: RST,
 }
@@ -203,15 +219,16 @@ pub fn new<
     const SUBS: usize,
     const TX: usize,
     const RX: usize,
+    const POOL: usize,
 >(
     pins: Pins<TC, TD, BC, BD, RST>,
     config: Config<'c>,
     timing: Timing,
-    resources: &'a mut Resources<'c, M, T, P, PUBS, SUBS, TX, RX>,
+    resources: &'a mut Resources<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>,
 ) -> Result<
     (
-        Client<'a, 'c, M, T, P, PUBS, SUBS, TX, RX>,
-        Runner<'a, 'c, M, TC, TD, BC, BD, RST, T, P, PUBS, SUBS, TX, RX>,
+        Client<'a, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL>,
+        Runner<'a, 'c, M, TC, TD, BC, BD, RST, T, P, PUBS, SUBS, TX, RX, POOL>,
     ),
     protocol::driver::Error<E>,
 >
@@ -254,7 +271,8 @@ struct SharedIo<
     const SUBS: usize,
     const TX: usize,
     const RX: usize,
->(&'s Shared<'c, M, T, P, PUBS, SUBS, TX, RX>);
+    const POOL: usize,
+>(&'s Shared<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>);
 
 impl<
         M: RawMutex,
@@ -264,7 +282,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > LinkIo for SharedIo<'_, '_, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > LinkIo for SharedIo<'_, '_, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
     fn tx_ready(&self) -> bool {
         self.0.inner.lock(|i| i.borrow_mut().core.port().tx_ready())
@@ -286,9 +305,10 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Shared<'c, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Shared<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
-    fn with<R>(&self, f: impl FnOnce(&mut Core<'c, T, P, PUBS, SUBS, TX, RX>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> R) -> R {
         self.inner.lock(|i| {
             let mut inner = i.borrow_mut();
             let r = f(&mut inner.core);
@@ -314,7 +334,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Runner<'a, 'c, M, TC, TD, BC, BD, RST, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Runner<'a, 'c, M, TC, TD, BC, BD, RST, T, P, PUBS, SUBS, TX, RX, POOL>
 where
     M: RawMutex,
     TC: OutputPin<Error = E>,
@@ -394,10 +415,11 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Client<'_, 'c, M, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Client<'_, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
     /// Waits until `f` gives a value, re-trying it whenever the driver's state changes.
-    async fn wait_for<R>(&self, mut f: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX>) -> Option<R>) -> R {
+    async fn wait_for<R>(&self, mut f: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Option<R>) -> R {
         poll_fn(|cx| {
             self.shared.inner.lock(|i| {
                 let mut inner = i.borrow_mut();
@@ -415,7 +437,7 @@ impl<
 
     async fn start(
         &self,
-        mut op: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX>) -> Result<Token, Error>,
+        mut op: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Result<Token, Error>,
     ) -> Result<Token, Error> {
         let r = self
             .wait_for(|core| match op(core) {
@@ -457,7 +479,7 @@ impl<
     }
 
     /// The next message or status change; a message is copied into `buf`. Give it at least the receive buffer's size
-    /// (`RX`, 256 bytes by default): a QoS 1 message that does not fit is reported as
+    /// (`RX`, 212 bytes by default): a QoS 1 message that does not fit is reported as
     /// [`Status::BufferTooSmall`](crate::Status::BufferTooSmall) and kept, holding the link, until a call with a
     /// buffer large enough takes it.
     /// A QoS 1 message is acknowledged to the bridge (and so to the broker) when this returns it.

@@ -30,8 +30,9 @@ pub struct Client<
     const SUBS: usize = { crate::DEFAULT_SUBS },
     const TX: usize = { crate::DEFAULT_TX },
     const RX: usize = { crate::DEFAULT_RX },
+    const POOL: usize = { crate::DEFAULT_POOL },
 > {
-    core: Core<'c, T, P, PUBS, SUBS, TX, RX>,
+    core: Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>,
     link: link::Master<TC, TD, BC, BD, D>,
     rst: RST,
 }
@@ -51,7 +52,8 @@ impl<
         const SUBS: usize,
         const TX: usize,
         const RX: usize,
-    > Client<'c, TC, TD, BC, BD, RST, D, T, P, PUBS, SUBS, TX, RX>
+        const POOL: usize,
+    > Client<'c, TC, TD, BC, BD, RST, D, T, P, PUBS, SUBS, TX, RX, POOL>
 where
     TC: OutputPin<Error = E>,
     TD: OutputPin<Error = E>,

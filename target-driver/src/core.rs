@@ -7,7 +7,7 @@
 //! nothing the broker acknowledged.
 
 use embassy_time::{Duration, Instant};
-use heapless::{Deque, String, Vec};
+use heapless::{Deque, String};
 
 /// A fixed table whose entries never move (no shifting, no `memmove`): a free entry is `None`.
 type Slots<X, const N: usize> = [Option<X>; N];
@@ -27,10 +27,14 @@ pub const DEFAULT_PAYLOAD: usize = 128;
 pub const DEFAULT_PUBS: usize = 4;
 /// Default subscriptions kept for replay.
 pub const DEFAULT_SUBS: usize = 4;
+/// Default pool for the topics and payloads of the publications in flight, in bytes: two of the largest (topic
+/// and payload at their limits) fit, or [`DEFAULT_PUBS`] of up to 128 bytes each.
+pub const DEFAULT_POOL: usize = 512;
 /// Default send queue, in bytes of frames.
 pub const DEFAULT_TX: usize = 256;
-/// Default receive buffer: the longest frame accepted.
-pub const DEFAULT_RX: usize = 256;
+/// Default receive buffer, the longest frame accepted: a message with topic and payload at the default limits
+/// (212 bytes; a message's own fields take at most 16 bytes besides its topic and payload).
+pub const DEFAULT_RX: usize = max_encoded_len(DEFAULT_TOPIC + DEFAULT_PAYLOAD + 16);
 
 /// Identifies an operation in flight; its outcome comes back under the same token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,13 +135,15 @@ pub struct Message<'a> {
     pub dup: bool,
 }
 
+/// A publication in flight. Its topic and then its payload are kept in the core's pool from `at` on.
 #[derive(Debug)]
-struct Pending<const T: usize, const P: usize> {
+struct Pending {
     id: u16,
     /// Order of the publications: the oldest unsent is sent first.
     seq: u32,
-    topic: String<T>,
-    payload: Vec<u8, P>,
+    at: u16,
+    topic_len: u16,
+    payload_len: u16,
     qos: QoS,
     retain: bool,
     sent: bool,
@@ -231,7 +237,8 @@ const STATUSES: usize = 8;
 const ACKS: usize = 8;
 
 /// The driver's core; `T` topic bytes, `P` payload bytes, `PUBS` publications in flight, `SUBS` subscriptions,
-/// `TX`/`RX` link buffers.
+/// `TX`/`RX` link buffers, `POOL` bytes for the topics and payloads of the publications in flight (a publication
+/// takes its topic's and payload's length; a new one waits while neither an entry nor its bytes are free).
 pub struct Core<
     'c,
     const T: usize = DEFAULT_TOPIC,
@@ -240,11 +247,13 @@ pub struct Core<
     const SUBS: usize = DEFAULT_SUBS,
     const TX: usize = DEFAULT_TX,
     const RX: usize = DEFAULT_RX,
+    const POOL: usize = DEFAULT_POOL,
 > {
     config: Config<'c>,
     port: Port<TX, RX>,
     phase: Phase,
-    pending: Slots<Pending<T, P>, PUBS>,
+    pending: Slots<Pending, PUBS>,
+    pool: [u8; POOL],
     /// The next publication's [`Pending::seq`].
     next_seq: u32,
     subs: Slots<Sub<T>, SUBS>,
@@ -276,8 +285,16 @@ pub struct Core<
     stats: DriverStats,
 }
 
-impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, const TX: usize, const RX: usize>
-    Core<'c, T, P, PUBS, SUBS, TX, RX>
+impl<
+        'c,
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+        const POOL: usize,
+    > Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>
 {
     /// Every publication the application may start fits the send buffer: `TX` holds the frame of a topic of `T`
     /// bytes and a payload of `P` (with the request's own bytes, at most 16). Checked when the program is built.
@@ -286,14 +303,22 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         "target-driver: TX is too small for a publication of T topic bytes and P payload bytes"
     );
 
+    /// The largest publication fits the pool (once the others are gone), and offsets in it fit 16 bits.
+    const POOL_FITS: () = assert!(
+        POOL >= T + P && POOL <= u16::MAX as usize,
+        "target-driver: POOL must hold T + P bytes and be at most 65535"
+    );
+
     /// A core that starts by resetting the bridge at `now`.
     pub fn new(config: Config<'c>, now: Instant) -> Self {
         let () = Self::PUBLICATION_FITS;
+        let () = Self::POOL_FITS;
         let mut core = Core {
             config,
             port: Port::new(),
             phase: Phase::Up,
             pending: [const { None }; PUBS],
+            pool: [0; POOL],
             next_seq: 0,
             subs: [const { None }; SUBS],
             outcomes: [const { None }; OUTCOMES],
@@ -519,7 +544,7 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
     }
 
     /// The entry of the publication `id`.
-    fn pending_slot(&mut self, id: u16) -> Option<&mut Option<Pending<T, P>>> {
+    fn pending_slot(&mut self, id: u16) -> Option<&mut Option<Pending>> {
         self.pending.iter_mut().find(|p| p.as_ref().is_some_and(|p| p.id == id))
     }
 
@@ -754,10 +779,18 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
             .filter(|p| !p.sent)
             .min_by_key(|p| p.seq)
         {
+            let (topic, payload) =
+                self.pool[p.at as usize..][..(p.topic_len + p.payload_len) as usize].split_at(p.topic_len as usize);
+            let Some(topic) = protocol::wire::utf8(topic) else {
+                // Checked when it was published: failing here would be this code's bug. Not sent, it stays in
+                // flight (never acknowledged) and keeps no other publication from going.
+                p.sent = true;
+                continue;
+            };
             let req = Request::Publish {
                 id: p.id,
-                topic: &p.topic,
-                payload: &p.payload,
+                topic,
+                payload,
                 qos: p.qos,
                 retain: p.retain,
             };
@@ -785,30 +818,54 @@ impl<'c, const T: usize, const P: usize, const PUBS: usize, const SUBS: usize, c
         if payload.len() > P {
             return Err(Error::PayloadTooLong);
         }
-        let Some(free) = self.pending.iter().position(Option::is_none) else {
+        let (Some(free), Some(at), false) = (
+            self.pending.iter().position(Option::is_none),
+            self.pool_space(topic.len() + payload.len()),
+            self.backpressure,
+        ) else {
             return Err(Error::WouldBlock);
         };
-        if self.backpressure {
-            return Err(Error::WouldBlock);
-        }
+        self.pool[at..at + topic.len()].copy_from_slice(topic.as_bytes());
+        self.pool[at + topic.len()..][..payload.len()].copy_from_slice(payload);
         let id = self.new_id();
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        // Built in its entry, not moved there: the strings are copied once. Both fit: checked above.
-        let p = self.pending[free].insert(Pending {
+        // The casts fit: POOL_FITS bounds the pool by u16::MAX.
+        self.pending[free] = Some(Pending {
             id,
             seq,
-            topic: String::new(),
-            payload: Vec::new(),
+            at: at as u16,
+            topic_len: topic.len() as u16,
+            payload_len: payload.len() as u16,
             qos,
             retain,
             sent: false,
             tried: false,
         });
-        let _ = p.topic.push_str(topic);
-        let _ = p.payload.extend_from_slice(payload);
         self.flush();
         Ok(Token(id))
+    }
+
+    /// Where `n` bytes are free in the pool: the first gap between the publications in flight that holds them.
+    fn pool_space(&self, n: usize) -> Option<usize> {
+        let mut at = 0;
+        loop {
+            if at + n > POOL {
+                return None;
+            }
+            // Every start before the end of the furthest entry overlapping [at, at + n) overlaps that entry too.
+            let blocking_end = self
+                .pending
+                .iter()
+                .flatten()
+                .filter(|p| (p.at as usize) < at + n && at < (p.at + p.topic_len + p.payload_len) as usize)
+                .map(|p| (p.at + p.topic_len + p.payload_len) as usize)
+                .max();
+            match blocking_end {
+                Some(end) => at = end,
+                None => return Some(at),
+            }
+        }
     }
 
     /// Subscribes (or changes the QoS of a subscription). The filter is kept and replayed after a bridge reset.

@@ -683,3 +683,134 @@ fn a_configuration_too_large_for_the_send_buffer_is_refused_once_not_retried() {
     core.handle_timeout(at(2300));
     assert!(core.port().tx_pending() > 0, "the watchdog's ping");
 }
+
+/// A core with a 64-byte publication pool: topics up to 16 bytes, payloads up to 32.
+type Small = Core<'static, 16, 32, 4, 4, 256, 256, 64>;
+
+fn small_up() -> Small {
+    let mut core = Small::new(config(), at(0));
+    core.handle_timeout(at(100));
+    let mut buf = [0u8; 600];
+    let n = protocol::encode(&ready(PROTOCOL_VERSION), &mut buf).expect("encode");
+    for &b in &buf[..n] {
+        assert!(core.port().rx(b));
+    }
+    core.handle_frame(at(200));
+    sent_publications(&mut core);
+    core
+}
+
+/// The publications the core has queued, as (id, topic, payload).
+fn sent_publications(core: &mut Small) -> Vec<(u16, String, Vec<u8>)> {
+    let mut dec: FrameDecoder<600> = FrameDecoder::new();
+    let mut out = Vec::new();
+    while let Some(b) = core.port().tx_next() {
+        if let protocol::Feed::Frame { message, .. } = dec.feed(&[b]) {
+            if let Ok(Request::Publish { id, topic, payload, .. }) = Request::decode(message) {
+                out.push((id, topic.to_string(), payload.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+fn puback(core: &mut Small, id: u16) {
+    let mut buf = [0u8; 64];
+    let n = protocol::encode(&BridgeEvent::PubAck { id }, &mut buf).expect("encode");
+    for &b in &buf[..n] {
+        assert!(core.port().rx(b));
+    }
+    core.handle_frame(at(300));
+}
+
+#[test]
+fn publications_wait_for_pool_bytes_not_only_for_entries() {
+    let mut core = small_up();
+    let big = [7u8; 32];
+    let a = core
+        .publish("topic/aaaaaaaaaa", &big, QoS::AtLeastOnce, false)
+        .expect("a");
+    // 48 of the 64 bytes are taken: a second publication as large waits though three entries are free.
+    assert_eq!(
+        core.publish("topic/bbbbbbbbbb", &big, QoS::AtLeastOnce, false),
+        Err(Error::WouldBlock)
+    );
+    let c = core
+        .publish("c", b"0123456789abcde", QoS::AtLeastOnce, false)
+        .expect("16 bytes fit");
+    puback(&mut core, a.0);
+    assert_eq!(core.outcome(a), Some(Ok(Outcome::Published)));
+    let b = core
+        .publish("topic/bbbbbbbbbb", &big, QoS::AtLeastOnce, false)
+        .expect("b once a is gone");
+    let sent = sent_publications(&mut core);
+    assert_eq!(
+        sent,
+        [
+            (a.0, "topic/aaaaaaaaaa".to_string(), big.to_vec()),
+            (c.0, "c".to_string(), b"0123456789abcde".to_vec()),
+            (b.0, "topic/bbbbbbbbbb".to_string(), big.to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn freed_pool_bytes_are_reused_in_place_and_resends_carry_the_right_bytes() {
+    let mut core = small_up();
+    // Three publications of 20 bytes: 0..20, 20..40, 40..60.
+    let ids: Vec<_> = ["aaaa", "bbbb", "cccc"]
+        .iter()
+        .map(|t| {
+            core.publish(t, t.repeat(4).as_bytes(), QoS::AtLeastOnce, false)
+                .expect("fits")
+                .0
+        })
+        .collect();
+    sent_publications(&mut core);
+    puback(&mut core, ids[1]);
+    // The middle gap (20 bytes) and the tail (4) are not one piece: 24 bytes do not fit.
+    assert_eq!(
+        core.publish("dddd", &[1; 20], QoS::AtLeastOnce, false),
+        Err(Error::WouldBlock)
+    );
+    let d = core
+        .publish("dddd", &[1; 16], QoS::AtLeastOnce, false)
+        .expect("20 bytes fit the gap");
+    assert_eq!(sent_publications(&mut core), [(d.0, "dddd".to_string(), vec![1; 16])]);
+    // After a bridge reset every publication in flight is resent from the pool, oldest first, intact.
+    let mut buf = [0u8; 600];
+    let n = protocol::encode(&ready(PROTOCOL_VERSION), &mut buf).expect("encode");
+    for &b in &buf[..n] {
+        assert!(core.port().rx(b));
+    }
+    core.handle_frame(at(400));
+    assert_eq!(
+        sent_publications(&mut core),
+        [
+            (ids[0], "aaaa".to_string(), b"aaaaaaaaaaaaaaaa".to_vec()),
+            (ids[2], "cccc".to_string(), b"cccccccccccccccc".to_vec()),
+            (d.0, "dddd".to_string(), vec![1; 16]),
+        ]
+    );
+}
+
+#[test]
+fn a_message_at_the_default_limits_fits_the_default_receive_buffer() {
+    let mut core = up();
+    let topic = "t".repeat(target_driver::DEFAULT_TOPIC);
+    let payload = [0xffu8; target_driver::DEFAULT_PAYLOAD];
+    let msg = BridgeEvent::Message {
+        id: u16::MAX,
+        topic: &topic,
+        payload: &payload,
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        dup: true,
+    };
+    deliver(&mut core, &msg, at(300));
+    assert_eq!(core.stats().frame_errors, 0, "the frame was dropped as overlong");
+    match core.borrow_event() {
+        Some(Event::Message(m)) => assert_eq!((m.topic, m.payload), (topic.as_str(), &payload[..])),
+        other => panic!("expected the message, got {other:?}"),
+    }
+}
