@@ -489,6 +489,24 @@ impl<
         found.into_event(buf)
     }
 
+    /// The next message or status change, handed to `f` without a copy: a message is read in place from the
+    /// driver's receive buffer, so the application needs no buffer of its own and no message is too large for one.
+    /// `f` runs with the driver locked (inside the mutex `M`): it cannot await, and should be short (copy out what
+    /// must outlive it). A QoS 1 message is acknowledged to the bridge once `f` has had it.
+    pub async fn next_event_with<R>(&self, f: impl FnOnce(Event<'_>) -> R) -> R {
+        let mut f = Some(f);
+        let r = self
+            .wait_for(|core| {
+                let event = core.borrow_event()?;
+                let f = f.take()?;
+                Some(f(event))
+            })
+            .await;
+        // The runner frees the lent message, sends the acknowledgement and lets the link go on.
+        self.shared.runner.signal(());
+        r
+    }
+
     /// The wall-clock time from the bridge (Unix milliseconds), or `None` if it does not know it yet.
     pub async fn time(&self) -> Option<u64> {
         self.shared.with(|core| core.request_time());

@@ -289,6 +289,33 @@ fn a_flood_of_incoming_messages_is_held_by_flow_control_and_nothing_is_lost() {
 }
 
 #[test]
+fn a_flood_read_in_place_with_next_event_with_loses_nothing_and_acks_everything() {
+    let wires = Wires::new();
+    let bridge = Bridge::start(&wires, Knobs::default());
+    let got = drive(&wires, config(), async |c| {
+        let mut seen = Vec::new();
+        wait_status(&c, &mut seen, |s| matches!(s, Status::BrokerUp { .. })).await;
+        bridge.knobs.flood.store(200, Ordering::Relaxed);
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            let read = c.next_event_with(|ev| match ev {
+                Event::Message(m) => Some(u32::from_le_bytes(m.payload.try_into().expect("4 bytes"))),
+                Event::Status(_) => None,
+            });
+            match select(read, Timer::after(Duration::from_secs(5))).await {
+                Either::First(Some(n)) => got.push(n),
+                Either::First(None) => {}
+                Either::Second(()) => panic!("stuck after {} messages; {:?}", got.len(), c.stats()),
+            }
+        }
+        got
+    });
+    assert_eq!(got, (0..200).collect::<Vec<_>>());
+    std::thread::sleep(StdDuration::from_millis(50));
+    assert!(bridge.log().acks.len() >= 199, "acks: {}", bridge.log().acks.len());
+}
+
+#[test]
 fn a_bridge_stalling_for_a_second_loses_nothing() {
     let wires = Wires::new();
     let bridge = Bridge::start(&wires, Knobs::default());

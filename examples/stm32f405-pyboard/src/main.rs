@@ -119,20 +119,21 @@ async fn publish(client: Client) -> ! {
 /// Switches the LED on `on`/`off` from [`TOPIC_LED`].
 #[embassy_executor::task]
 async fn events_task(client: Client, mut led: Output<'static>) -> ! {
-    // As long as the longest frame the link accepts, so that every message it delivers fits (a QoS 1 message that
-    // did not fit would wait here unacknowledged, and hold the link).
-    let mut buf = [0; target_driver::DEFAULT_RX];
     loop {
-        match client.next_event(&mut buf).await {
-            // A QoS 1 message is acknowledged by the driver when it is handed out here.
-            Event::Message(message) if message.topic == TOPIC_LED => match message.payload {
-                b"on" => led.set_high(),
-                b"off" => led.set_low(),
+        // Read in place, without a buffer of this task's own; the closure runs with the driver locked, so it only
+        // switches the LED.
+        client
+            .next_event_with(|event| match event {
+                // A QoS 1 message is acknowledged by the driver once it has been handed out here.
+                Event::Message(message) if message.topic == TOPIC_LED => match message.payload {
+                    b"on" => led.set_high(),
+                    b"off" => led.set_low(),
+                    _ => {}
+                },
+                // Other topics, and status changes (bridge reset or up, WiFi and broker down or up, backpressure):
+                // the driver restores configuration, subscription and unacknowledged publications by itself.
                 _ => {}
-            },
-            // Other topics, and status changes (bridge reset or up, WiFi and broker down or up, backpressure): the
-            // driver restores configuration, subscription and unacknowledged publications by itself.
-            _ => {}
-        }
+            })
+            .await;
     }
 }
