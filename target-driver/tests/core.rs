@@ -15,8 +15,20 @@ fn at(ms: u64) -> Instant {
     Instant::from_millis(ms)
 }
 
-/// Feeds one bridge event into the core as the link would deliver it.
-fn deliver(core: &mut C, ev: &BridgeEvent<'_>, now: Instant) {
+/// Feeds one bridge event into the core (of any sizes) as the link would deliver it.
+fn deliver<
+    const T: usize,
+    const P: usize,
+    const PUBS: usize,
+    const SUBS: usize,
+    const TX: usize,
+    const RX: usize,
+    const POOL: usize,
+>(
+    core: &mut Core<'static, T, P, PUBS, SUBS, TX, RX, POOL>,
+    ev: &BridgeEvent<'_>,
+    now: Instant,
+) {
     let mut buf = [0u8; 600];
     let n = protocol::encode(ev, &mut buf).expect("encode");
     for &b in &buf[..n] {
@@ -690,12 +702,7 @@ type Small = Core<'static, 16, 32, 4, 4, 256, 256, 64>;
 fn small_up() -> Small {
     let mut core = Small::new(config(), at(0));
     core.handle_timeout(at(100));
-    let mut buf = [0u8; 600];
-    let n = protocol::encode(&ready(PROTOCOL_VERSION), &mut buf).expect("encode");
-    for &b in &buf[..n] {
-        assert!(core.port().rx(b));
-    }
-    core.handle_frame(at(200));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(200));
     sent_publications(&mut core);
     core
 }
@@ -715,12 +722,7 @@ fn sent_publications(core: &mut Small) -> Vec<(u16, String, Vec<u8>)> {
 }
 
 fn puback(core: &mut Small, id: u16) {
-    let mut buf = [0u8; 64];
-    let n = protocol::encode(&BridgeEvent::PubAck { id }, &mut buf).expect("encode");
-    for &b in &buf[..n] {
-        assert!(core.port().rx(b));
-    }
-    core.handle_frame(at(300));
+    deliver(core, &BridgeEvent::PubAck { id }, at(300));
 }
 
 #[test]
@@ -778,12 +780,7 @@ fn freed_pool_bytes_are_reused_in_place_and_resends_carry_the_right_bytes() {
         .expect("20 bytes fit the gap");
     assert_eq!(sent_publications(&mut core), [(d.0, "dddd".to_string(), vec![1; 16])]);
     // After a bridge reset every publication in flight is resent from the pool, oldest first, intact.
-    let mut buf = [0u8; 600];
-    let n = protocol::encode(&ready(PROTOCOL_VERSION), &mut buf).expect("encode");
-    for &b in &buf[..n] {
-        assert!(core.port().rx(b));
-    }
-    core.handle_frame(at(400));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(400));
     assert_eq!(
         sent_publications(&mut core),
         [
