@@ -311,46 +311,60 @@ pub(crate) struct Reader<'a> {
 
 type R<T> = Result<T, DecodeError>;
 
+/// A field that cannot be read: [`Malformed`] once it leaves the reader. Zero-sized, so that the
+/// readers of single fields return in registers (a `DecodeError` would make each a 16-byte result in memory, and
+/// every one of the decoders' call sites larger).
+pub(crate) struct Malformed;
+
+impl From<Malformed> for DecodeError {
+    fn from(_: Malformed) -> Self {
+        DecodeError::Malformed
+    }
+}
+
+/// What reading one field gives.
+type F<T> = Result<T, Malformed>;
+
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         Reader { bytes }
     }
 
     /// Fails unless every byte was read.
-    pub(crate) fn end(&self) -> R<()> {
+    pub(crate) fn end(&self) -> F<()> {
         if self.bytes.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::Malformed)
+            Err(Malformed)
         }
     }
 
-    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+    fn take(&mut self, n: usize) -> F<&'a [u8]> {
         if n > self.bytes.len() {
-            return Err(DecodeError::Malformed);
+            return Err(Malformed);
         }
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
         Ok(head)
     }
 
-    fn byte(&mut self) -> R<u8> {
-        let (&b, rest) = self.bytes.split_first().ok_or(DecodeError::Malformed)?;
+    fn byte(&mut self) -> F<u8> {
+        let (&b, rest) = self.bytes.split_first().ok_or(Malformed)?;
         self.bytes = rest;
         Ok(b)
     }
 
-    fn bool(&mut self) -> R<bool> {
+    fn bool(&mut self) -> F<bool> {
         match self.byte()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(DecodeError::Malformed),
+            _ => Err(Malformed),
         }
     }
 
     /// A varint of a `bits`-bit integer. As postcard: at most `ceil(bits / 7)` bytes, and the last of that many
     /// carries no bits beyond `bits`; groups of zeros that pad a value are accepted.
-    fn varint(&mut self, bits: u32) -> R<u64> {
+    fn varint(&mut self, bits: u32) -> F<u64> {
         let max_bytes = bits.div_ceil(7);
         let last_max = (1u8 << (bits % 7)) - 1;
         let mut out = 0u64;
@@ -359,52 +373,54 @@ impl<'a> Reader<'a> {
             out |= u64::from(b & 0x7F) << (7 * i);
             if b & 0x80 == 0 {
                 if i == max_bytes - 1 && b > last_max {
-                    return Err(DecodeError::Malformed);
+                    return Err(Malformed);
                 }
                 return Ok(out);
             }
         }
-        Err(DecodeError::Malformed)
+        Err(Malformed)
     }
 
-    fn u16(&mut self) -> R<u16> {
+    #[inline(never)]
+    fn u16(&mut self) -> F<u16> {
         // Within 16 bits by the check in varint().
         self.varint(16).map(|v| v as u16)
     }
 
-    fn u32(&mut self) -> R<u32> {
+    #[inline(never)]
+    fn u32(&mut self) -> F<u32> {
         self.varint(32).map(|v| v as u32)
     }
 
     /// The tag of an enum: its variant's index.
-    pub(crate) fn tag(&mut self) -> R<u32> {
+    pub(crate) fn tag(&mut self) -> F<u32> {
         self.u32()
     }
 
-    fn bytes(&mut self) -> R<&'a [u8]> {
+    fn bytes(&mut self) -> F<&'a [u8]> {
         // A length is a 64-bit varint, as postcard reads a `usize` on a 64-bit host: the same bytes are accepted
         // on every platform. Compared before the cast, which would truncate on a 32-bit one.
         let len = self.varint(64)?;
         if len > self.bytes.len() as u64 {
-            return Err(DecodeError::Malformed);
+            return Err(Malformed);
         }
         self.take(len as usize)
     }
 
-    fn str(&mut self) -> R<&'a str> {
-        utf8(self.bytes()?).ok_or(DecodeError::Malformed)
+    fn str(&mut self) -> F<&'a str> {
+        utf8(self.bytes()?).ok_or(Malformed)
     }
 
     /// `Some(())` when an `Option`'s value follows.
-    fn some(&mut self) -> R<Option<()>> {
+    fn some(&mut self) -> F<Option<()>> {
         match self.byte()? {
             0 => Ok(None),
             1 => Ok(Some(())),
-            _ => Err(DecodeError::Malformed),
+            _ => Err(Malformed),
         }
     }
 
-    fn qos(&mut self) -> R<QoS> {
+    fn qos(&mut self) -> F<QoS> {
         self.byte().map(QoS::from)
     }
 
