@@ -112,7 +112,7 @@ pub fn with_target<R>(
         timeout_us: 1_000_000,
         ..Timing::default()
     };
-    let (client, runner) = match target_driver::new(pins, config, timing, &mut res) {
+    let (client, mut runner) = match target_driver::new(pins, config, timing, &mut res) {
         Ok(pair) => pair,
         Err(never) => match never {
             protocol::driver::Error::Pin(e) => match e {},

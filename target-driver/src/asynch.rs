@@ -345,7 +345,7 @@ where
     RST: OutputPin,
 {
     /// Runs the driver forever.
-    pub async fn run(mut self) -> ! {
+    pub async fn run(&mut self) -> ! {
         loop {
             // Every turn yields once, so that the application's futures run even when every wait below is ready
             // at once (a held message, a passed deadline).

@@ -31,7 +31,7 @@ fn config() -> Config<'static> {
 fn drive<R>(wires: &Arc<Wires>, config: Config<'static>, app: impl AsyncFnOnce(C<'_>) -> R) -> R {
     let mut res: Resources<'static, NoopRawMutex> = Resources::new();
     let pins = Pins::from(target_pins(wires, Chaos::new(11, ChaosConfig::NONE)));
-    let (client, runner) = target_driver::new(
+    let (client, mut runner) = target_driver::new(
         pins,
         config,
         Timing {

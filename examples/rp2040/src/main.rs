@@ -91,7 +91,7 @@ async fn main(spawner: Spawner) {
 
 /// Runs the driver: the link, RST and the watchdog.
 #[embassy_executor::task]
-async fn driver_task(runner: Runner) -> ! {
+async fn driver_task(mut runner: Runner) -> ! {
     runner.run().await
 }
 
