@@ -130,12 +130,14 @@ where
         self.core.publish(topic, payload, qos, retain)
     }
 
-    /// Starts a subscription; follow it with [`Client::outcome`].
+    /// Starts a subscription; follow it with [`Client::outcome`]. [`Error::WouldBlock`] while the subscription
+    /// table is full or an earlier subscribe or unsubscribe of this filter is unanswered (retry after a poll).
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<Token, Error> {
         self.core.subscribe(filter, qos)
     }
 
-    /// Starts an unsubscription; follow it with [`Client::outcome`].
+    /// Starts an unsubscription; follow it with [`Client::outcome`]. [`Error::WouldBlock`] as for
+    /// [`Client::subscribe`].
     pub fn unsubscribe(&mut self, filter: &str) -> Result<Token, Error> {
         self.core.unsubscribe(filter)
     }
