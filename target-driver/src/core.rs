@@ -238,7 +238,7 @@ const ACKS: usize = 8;
 
 /// The driver's core; `T` topic bytes, `P` payload bytes, `PUBS` publications in flight, `SUBS` subscriptions,
 /// `TX`/`RX` link buffers, `POOL` bytes for the topics and payloads of the publications in flight (a publication
-/// takes its topic's and payload's length; a new one waits while neither an entry nor its bytes are free).
+/// takes its topic's and payload's length; a new one waits until both an entry and its bytes are free).
 pub struct Core<
     'c,
     const T: usize = DEFAULT_TOPIC,
