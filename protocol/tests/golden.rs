@@ -598,6 +598,7 @@ fn malformed_bytes_are_refused() {
         &[0x03, 0x01, 0x02, b'a'],             // topic filter shorter than its length
         &[0x01, 0x00, 0x00, 0x00, 0x00, 0x02], // retain = 2 is no bool
         &[0x80],                               // unfinished variant index
+        &[0x8B],                               // unfinished variant index, 11 so far: no request has it
     ];
     for bytes in requests {
         assert_eq!(Request::decode(bytes), Err(DecodeError::Malformed), "{bytes:02X?}");
@@ -608,6 +609,8 @@ fn malformed_bytes_are_refused() {
         &[0x07, 0x01],       // Some without its value
         &[0x01, 0x05],       // Status variant 5 does not exist
         &[0x06, 0x01, 0x01], // trailing byte
+        &[0x8B],             // unfinished variant index, 11 so far: no event has it
+        &[0x05, 0x01, 0x8B], // a topic length of 11 so far, unfinished
     ];
     for bytes in events {
         assert_eq!(Event::decode(bytes), Err(DecodeError::Malformed), "{bytes:02X?}");
