@@ -10,7 +10,7 @@
 //! Each side only waits for the other's level, so either may stall for any time and no bit is lost. Drivers read
 //! the peer's clock before its data, and write their data before their clock.
 //!
-//! Above the exchanges sits the bit layer of [`bits`](self::bits): preamble, start marker, stuffing. The master
+//! Above the exchanges sits the bit layer of [`bits`]: preamble, start marker, stuffing. The master
 //! stops clocking when both directions are idle (each has sent a whole preamble and has nothing to send); the slave
 //! then asks for service by pulling B_DAT low, which is the first bit of its next frame's start marker, presented
 //! early. `docs/protocol.md` gives the full rules and why they are safe.
