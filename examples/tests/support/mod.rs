@@ -216,17 +216,18 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let port = listener.local_addr().expect("proxy address").port();
-        listener.set_nonblocking(true).expect("nonblocking");
         let shared = Arc::new(ProxyShared {
             upstream,
             stop: AtomicBool::new(false),
             conns: Mutex::new(Vec::new()),
             accepted: Mutex::new(Vec::new()),
         });
-        let s = Arc::clone(&shared);
-        std::thread::spawn(move || proxy_accept(listener, s));
+        let (s, s2) = (Arc::clone(&shared), Arc::clone(&shared));
+        let port = listen(
+            "proxy",
+            move || s.stop.load(Ordering::SeqCst),
+            move |c| proxy_connection(c, &s2),
+        );
         FaultProxy { port, shared }
     }
 
@@ -280,41 +281,57 @@ impl Drop for FaultProxy {
     }
 }
 
-fn proxy_accept(listener: TcpListener, shared: Arc<ProxyShared>) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((client, _)) => {
-                shared
-                    .accepted
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Instant::now());
-                let _ = client.set_nonblocking(false);
-                let Ok(server) = TcpStream::connect(shared.upstream) else {
-                    rst(&client);
-                    continue;
-                };
-                let conn = Arc::new(ProxyConn {
-                    blackhole: AtomicBool::new(false),
-                    reset: AtomicBool::new(false),
-                    client_closed: Mutex::new(None),
-                });
-                shared
-                    .conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(Arc::clone(&conn));
-                for (from, to, from_client) in [(&client, &server, true), (&server, &client, false)] {
-                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
-                        continue;
-                    };
-                    let c = Arc::clone(&conn);
-                    std::thread::spawn(move || proxy_pump(from, to, &c, from_client));
+/// Listens on a free loopback port and hands each accepted connection (made blocking) to `accept`, on a thread
+/// of its own, until `stop` says so. Returns the port.
+fn listen(
+    what: &str,
+    stop: impl Fn() -> bool + Send + 'static,
+    mut accept: impl FnMut(TcpStream) + Send + 'static,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind {what}: {e}"));
+    let port = listener.local_addr().expect("listener address").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        while !stop() {
+            match listener.accept() {
+                Ok((client, _)) => {
+                    let _ = client.set_nonblocking(false);
+                    accept(client);
                 }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => return,
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => return,
         }
+    });
+    port
+}
+
+fn proxy_connection(client: TcpStream, shared: &Arc<ProxyShared>) {
+    shared
+        .accepted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Instant::now());
+    let Ok(server) = TcpStream::connect(shared.upstream) else {
+        rst(&client);
+        return;
+    };
+    let conn = Arc::new(ProxyConn {
+        blackhole: AtomicBool::new(false),
+        reset: AtomicBool::new(false),
+        client_closed: Mutex::new(None),
+    });
+    shared
+        .conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Arc::clone(&conn));
+    for (from, to, from_client) in [(&client, &server, true), (&server, &client, false)] {
+        let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+            continue;
+        };
+        let c = Arc::clone(&conn);
+        std::thread::spawn(move || proxy_pump(from, to, &c, from_client));
     }
 }
 
@@ -590,9 +607,6 @@ pub struct GarbageBroker {
 impl GarbageBroker {
     pub fn start(upstream: SocketAddr, plans: &[GarbagePlan]) -> Self {
         assert!(!plans.is_empty(), "at least one plan");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind garbage broker");
-        let port = listener.local_addr().expect("garbage broker address").port();
-        listener.set_nonblocking(true).expect("nonblocking");
         let shared = Arc::new(GarbageShared {
             upstream,
             plans: plans.to_vec(),
@@ -602,8 +616,12 @@ impl GarbageBroker {
             client_closed: Mutex::new(BTreeMap::new()),
             garbage_at: Mutex::new(Vec::new()),
         });
-        let s = Arc::clone(&shared);
-        std::thread::spawn(move || garbage_accept(listener, s));
+        let (s, s2) = (Arc::clone(&shared), Arc::clone(&shared));
+        let port = listen(
+            "garbage broker",
+            move || s.stop.load(Ordering::SeqCst),
+            move |c| garbage_connection(c, &s2),
+        );
         GarbageBroker { port, shared }
     }
 
@@ -643,38 +661,28 @@ impl Drop for GarbageBroker {
     }
 }
 
-fn garbage_accept(listener: TcpListener, shared: Arc<GarbageShared>) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((client, _)) => {
-                let i = {
-                    let mut a = shared.accepted.lock().unwrap_or_else(|p| p.into_inner());
-                    a.push(Instant::now());
-                    a.len() - 1
-                };
-                let _ = client.set_nonblocking(false);
-                let plan = shared.plans[i.min(shared.plans.len() - 1)];
-                let s = Arc::clone(&shared);
-                match plan {
-                    GarbagePlan::AnswerConnectWithGarbage => {
-                        std::thread::spawn(move || garbage_connack(client, i, &s));
-                    }
-                    GarbagePlan::Forward => {
-                        let Ok(server) = TcpStream::connect(shared.upstream) else {
-                            rst(&client);
-                            continue;
-                        };
-                        let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
-                            continue;
-                        };
-                        let s_up = Arc::clone(&shared);
-                        std::thread::spawn(move || garbage_pump_up(c2, s2, i, &s_up));
-                        std::thread::spawn(move || garbage_pump_down(server, client, &s));
-                    }
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
-            Err(_) => return,
+fn garbage_connection(client: TcpStream, shared: &Arc<GarbageShared>) {
+    let i = {
+        let mut a = shared.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        a.push(Instant::now());
+        a.len() - 1
+    };
+    let s = Arc::clone(shared);
+    match shared.plans[i.min(shared.plans.len() - 1)] {
+        GarbagePlan::AnswerConnectWithGarbage => {
+            std::thread::spawn(move || garbage_connack(client, i, &s));
+        }
+        GarbagePlan::Forward => {
+            let Ok(server) = TcpStream::connect(shared.upstream) else {
+                rst(&client);
+                return;
+            };
+            let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                return;
+            };
+            let s_up = Arc::clone(shared);
+            std::thread::spawn(move || garbage_pump_up(c2, s2, i, &s_up));
+            std::thread::spawn(move || garbage_pump_down(server, client, &s));
         }
     }
 }
