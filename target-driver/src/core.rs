@@ -972,14 +972,28 @@ impl<
         if let Some(s) = self.statuses.pop_front() {
             return Some(Event::Status(s));
         }
-        let (tl, pl, qos, retain, dup) = match self.lend_message(buf.len())? {
-            Err(status) => return Some(Event::Status(status)),
-            Ok(m) => {
-                let tl = m.topic.len();
-                buf[..tl].copy_from_slice(m.topic.as_bytes());
-                buf[tl..tl + m.payload.len()].copy_from_slice(m.payload);
-                (tl, m.payload.len(), m.qos, m.retain, m.dup)
+        // Checked before the message is lent (a second decode): a borrow returned on one path cannot be followed
+        // by a release on another.
+        let (needed, qos) = match BridgeEvent::decode(self.port.received()?) {
+            Ok(BridgeEvent::Message {
+                topic, payload, qos, ..
+            }) => (topic.len() + payload.len(), qos),
+            _ => return None,
+        };
+        if needed > buf.len() {
+            if qos == QoS::AtMostOnce {
+                self.stats.dropped += 1;
+                self.port.release();
+                return None;
             }
+            return Some(Event::Status(Status::BufferTooSmall { needed }));
+        }
+        let (tl, pl, qos, retain, dup) = {
+            let m = self.lend_message()?;
+            let tl = m.topic.len();
+            buf[..tl].copy_from_slice(m.topic.as_bytes());
+            buf[tl..tl + m.payload.len()].copy_from_slice(m.payload);
+            (tl, m.payload.len(), m.qos, m.retain, m.dup)
         };
         self.return_lent();
         self.flush();
@@ -1002,10 +1016,7 @@ impl<
         if let Some(s) = self.statuses.pop_front() {
             return Some(Event::Status(s));
         }
-        match self.lend_message(usize::MAX)? {
-            Ok(m) => Some(Event::Message(m)),
-            Err(status) => Some(Event::Status(status)),
-        }
+        self.lend_message().map(Event::Message)
     }
 
     /// Frees the receive buffer of a message lent by [`Core::borrow_event`].
@@ -1015,25 +1026,9 @@ impl<
         }
     }
 
-    /// The message waiting in the port, if it fits `room` bytes (topic plus payload): its acknowledgement (QoS 1)
-    /// is queued and the frame is lent (`self.lent`) until [`Core::return_lent`]. One that does not fit is dropped
-    /// (QoS 0) or kept and reported (QoS 1).
-    fn lend_message(&mut self, room: usize) -> Option<Result<Message<'_>, Status>> {
-        // Decoded twice: a borrow returned on one path cannot be followed by a release on another.
-        let (needed, qos) = match BridgeEvent::decode(self.port.received()?) {
-            Ok(BridgeEvent::Message {
-                topic, payload, qos, ..
-            }) => (topic.len() + payload.len(), qos),
-            _ => return None,
-        };
-        if needed > room {
-            if qos == QoS::AtMostOnce {
-                self.stats.dropped += 1;
-                self.port.release();
-                return None;
-            }
-            return Some(Err(Status::BufferTooSmall { needed }));
-        }
+    /// The message waiting in the port, if any: its acknowledgement (QoS 1) is queued and the frame is lent
+    /// (`self.lent`) until [`Core::return_lent`].
+    fn lend_message(&mut self) -> Option<Message<'_>> {
         let Ok(BridgeEvent::Message {
             id,
             topic,
@@ -1055,13 +1050,13 @@ impl<
         self.ping = None;
         self.ping_due = false;
         self.stats.delivered += 1;
-        Some(Ok(Message {
+        Some(Message {
             topic,
             payload,
             qos,
             retain,
             dup,
-        }))
+        })
     }
 
     /// Whether [`Core::take_event`] has something.
