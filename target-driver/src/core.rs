@@ -151,6 +151,14 @@ struct Pending {
     tried: bool,
 }
 
+impl Pending {
+    /// Where its topic and payload lie in the pool.
+    fn span(&self) -> core::ops::Range<usize> {
+        let at = usize::from(self.at);
+        at..at + usize::from(self.topic_len) + usize::from(self.payload_len)
+    }
+}
+
 /// A filter: subscribed (kept for replay after a bridge reset), or being unsubscribed (the entry goes when the
 /// bridge acknowledges that; until then it is resent after a reset like any request in flight).
 #[derive(Debug)]
@@ -779,8 +787,7 @@ impl<
             .filter(|p| !p.sent)
             .min_by_key(|p| p.seq)
         {
-            let (topic, payload) =
-                self.pool[p.at as usize..][..(p.topic_len + p.payload_len) as usize].split_at(p.topic_len as usize);
+            let (topic, payload) = self.pool[p.span()].split_at(usize::from(p.topic_len));
             let Some(topic) = protocol::wire::utf8(topic) else {
                 // Checked when it was published: failing here would be this code's bug. Not sent, it stays in
                 // flight (never acknowledged) and keeps no other publication from going.
@@ -858,8 +865,9 @@ impl<
                 .pending
                 .iter()
                 .flatten()
-                .filter(|p| (p.at as usize) < at + n && at < (p.at + p.topic_len + p.payload_len) as usize)
-                .map(|p| (p.at + p.topic_len + p.payload_len) as usize)
+                .map(Pending::span)
+                .filter(|span| span.start < at + n && at < span.end)
+                .map(|span| span.end)
                 .max();
             match blocking_end {
                 Some(end) => at = end,
@@ -890,36 +898,30 @@ impl<
 
     /// Starts a subscribe or unsubscribe of `filter` (checked) in its entry, or in a free one.
     fn filter_request(&mut self, filter: &str, qos: QoS, unsubscribing: bool) -> Result<Token, Error> {
-        let i = match self
-            .subs
-            .iter()
-            .position(|s| s.as_ref().is_some_and(|s| s.filter.as_str() == filter))
-        {
-            Some(i) => i,
-            None => {
-                let free = self.subs.iter().position(Option::is_none).ok_or(Error::WouldBlock)?;
-                let mut owned = String::new();
-                // Fits: check_filter() bounds it by T.
-                let _ = owned.push_str(filter);
-                self.subs[free] = Some(Sub {
-                    filter: owned,
-                    qos,
-                    id: None,
-                    replay_id: None,
-                    unsubscribing,
-                    sent: true,
-                });
-                free
+        let id = if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.filter.as_str() == filter) {
+            if sub.id.is_some() {
+                return Err(Error::WouldBlock);
             }
+            // Not new_id(): `sub` borrows the table.
+            let id = take_id(&mut self.next_id);
+            (sub.qos, sub.unsubscribing, sub.id, sub.sent) = (qos, unsubscribing, Some(id), false);
+            id
+        } else {
+            let free = self.subs.iter().position(Option::is_none).ok_or(Error::WouldBlock)?;
+            let mut owned = String::new();
+            // Fits: check_filter() bounds it by T.
+            let _ = owned.push_str(filter);
+            let id = self.new_id();
+            self.subs[free] = Some(Sub {
+                filter: owned,
+                qos,
+                id: Some(id),
+                replay_id: None,
+                unsubscribing,
+                sent: false,
+            });
+            id
         };
-        let Some(sub) = &mut self.subs[i] else {
-            return Err(Error::WouldBlock);
-        };
-        if sub.id.is_some() {
-            return Err(Error::WouldBlock);
-        }
-        let id = take_id(&mut self.next_id);
-        (sub.qos, sub.unsubscribing, sub.id, sub.sent) = (qos, unsubscribing, Some(id), false);
         self.flush();
         Ok(Token(id))
     }
