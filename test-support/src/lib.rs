@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod mosquitto;
+mod sub;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use mosquitto::{Config, Mosquitto, MOSQUITTO};
+pub use sub::MosquittoSub;
 
 /// How often [`wait_listening`] tries to connect: fine enough for the restart times `e2e-bench` reports.
 const POLL: Duration = Duration::from_millis(1);

@@ -14,9 +14,9 @@
 //! taking the frame off the link and writing the PUBLISH falls in the other part, with the link.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -28,7 +28,7 @@ use examples::{loopback, target_config, wait_status, with_target, TargetClient, 
 use protocol::sim::Wires;
 use resilient_mqtt::host::{tcp_connector, HostClient, OwnedEvent};
 use target_driver::{Event, QoS, Status};
-use test_support::{Config, Mosquitto, MOSQUITTO};
+use test_support::{Config, Mosquitto, MosquittoSub, MOSQUITTO};
 
 const PAYLOAD_SIZE: usize = 64;
 
@@ -124,58 +124,27 @@ struct Rx {
 }
 
 /// A `mosquitto_sub -F '%U %p'` on one topic; its messages arrive on a channel.
-struct Sub {
-    child: Child,
-    lines: Receiver<Option<Rx>>,
+struct Sub(MosquittoSub);
+
+/// A line of [`Sub`]: `1795623095.512657606 payload`, seconds and nanoseconds of receipt, then the payload.
+fn parse_line(line: &str) -> Option<Rx> {
+    let (ts, p) = line.split_once(' ')?;
+    let (s, n) = ts.split_once('.')?;
+    let recv_ns = s.parse::<u64>().ok()? * 1_000_000_000 + n.parse::<u64>().ok()?;
+    let (seq, send_ns) = parse_payload(p)?;
+    Some(Rx { recv_ns, seq, send_ns })
 }
 
 impl Sub {
     fn start(port: u16, topic: &str, qos: u8) -> Result<Sub, String> {
-        let mut child = Command::new("mosquitto_sub")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic])
-            .args(["-q", &qos.to_string(), "-F", "%U %p"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+        let sub = MosquittoSub::start(port, topic, qos, "%U %p", &[])
             .map_err(|e| format!("cannot start mosquitto_sub: {e}"))?;
-        let out = child.stdout.take().ok_or("mosquitto_sub has no stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                // `1795623095.512657606 payload`: seconds and nanoseconds, then the payload.
-                let rx = line.split_once(' ').and_then(|(ts, p)| {
-                    let (s, n) = ts.split_once('.')?;
-                    let recv_ns = s.parse::<u64>().ok()? * 1_000_000_000 + n.parse::<u64>().ok()?;
-                    let (seq, send_ns) = parse_payload(p)?;
-                    Some(Rx { recv_ns, seq, send_ns })
-                });
-                if tx.send(rx).is_err() {
-                    return;
-                }
-            }
-        });
-        let sub = Sub { child, lines };
-        // Ready once a sentinel published on the topic comes back.
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            let _ = Command::new("mosquitto_pub")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-t",
-                    topic,
-                    "-m",
-                    "sentinel",
-                ])
-                .status();
-            if let Ok(None) = sub.lines.recv_timeout(Duration::from_millis(300)) {
-                while sub.lines.recv_timeout(Duration::from_millis(50)).is_ok() {}
-                return Ok(sub);
-            }
+        // The sentinel's payload is no sequence number.
+        if sub.wait_ready(port, topic, Duration::from_secs(20), |line| parse_line(line).is_none()) {
+            Ok(Sub(sub))
+        } else {
+            Err("mosquitto_sub never saw its sentinel".into())
         }
-        Err("mosquitto_sub never saw its sentinel".into())
     }
 
     /// Messages until `n` distinct sequence numbers came or nothing came for `quiet`.
@@ -183,24 +152,16 @@ impl Sub {
         let mut got: Vec<Rx> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         while seen.len() < n {
-            match self.lines.recv_timeout(quiet) {
-                Ok(Some(rx)) => {
-                    if seen.insert(rx.seq) {
+            match self.0.lines.recv_timeout(quiet) {
+                Ok(line) => {
+                    if let Some(rx) = parse_line(&line).filter(|rx| seen.insert(rx.seq)) {
                         got.push(rx);
                     }
                 }
-                Ok(None) => {}
                 Err(_) => break,
             }
         }
         got
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

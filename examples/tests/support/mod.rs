@@ -4,19 +4,19 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bridge_firmware::host::BrokerAddr;
 use examples::loopback;
-pub use test_support::{Config, Mosquitto, TempDir};
+pub use test_support::{Config, Mosquitto, MosquittoSub, TempDir};
 
 /// One busy bridge and target at a time: a 2-core machine should not run several.
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -39,67 +39,24 @@ pub fn temp_dir(tag: &str) -> TempDir {
     TempDir::new(&format!("bridge-e2e-{tag}")).expect("temp dir")
 }
 
-/// A `mosquitto_sub` whose output lines (`topic|retain|hex payload`) arrive on a channel.
-pub struct Sub {
-    child: Child,
-    pub lines: Receiver<String>,
-}
+/// A `mosquitto_sub` (QoS 1) whose output lines (`topic|retain|hex payload`) arrive on a channel.
+pub struct Sub(MosquittoSub);
 
 impl Sub {
     pub fn start(port: u16, filter: &str, extra: &[&str]) -> Sub {
-        let mut child = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                filter,
-                "-q",
-                "1",
-                "-F",
-                "%t|%r|%x",
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto_sub (install mosquitto-clients)");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Sub { child, lines }
+        Sub(MosquittoSub::start(port, filter, 1, "%t|%r|%x", extra).expect("mosquitto_sub (install mosquitto-clients)"))
     }
 
-    /// Waits until the subscription is in place: publishes a sentinel until it comes back.
+    /// Waits until the subscription is in place: publishes a sentinel to `topic` until it comes back.
     pub fn ready(&self, port: u16, topic: &str) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            pub_(port, topic, b"sentinel", false);
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(300)) {
-                if line.starts_with(topic) {
-                    return;
-                }
-            }
-        }
-        panic!("mosquitto_sub never saw its sentinel");
+        let ready = self
+            .0
+            .wait_ready(port, topic, Duration::from_secs(20), |line| line.starts_with(topic));
+        assert!(ready, "mosquitto_sub never saw its sentinel");
     }
 
     pub fn next(&self, timeout: Duration) -> Option<String> {
-        self.lines.recv_timeout(timeout).ok()
-    }
-}
-
-impl Drop for Sub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.lines.recv_timeout(timeout).ok()
     }
 }
 
@@ -135,7 +92,7 @@ impl Tally {
         let counts = Arc::new(Mutex::new(Counts::default()));
         let c = Arc::clone(&counts);
         // This thread takes the subscriber's lines over.
-        let rx = std::mem::replace(&mut sub.lines, mpsc::channel().1);
+        let rx = std::mem::replace(&mut sub.0.lines, mpsc::channel().1);
         std::thread::spawn(move || {
             for line in rx.iter() {
                 let seq = line
