@@ -116,7 +116,6 @@ enum Taken {
 /// Counters kept across sessions.
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
-    frames_tx: u32,
     published: u32,
     delivered: u32,
     connections: u32,
@@ -412,7 +411,7 @@ impl<
         let p = self.port.stats();
         Stats {
             frames_rx: p.frames_rx,
-            frames_tx: self.counters.frames_tx,
+            frames_tx: p.frames_queued,
             frame_errors: p.crc_errors.saturating_add(p.overlong).saturating_add(p.malformed),
             resyncs: self.counters.resyncs,
             reconnects: self.counters.connections.saturating_sub(1),
@@ -487,7 +486,6 @@ impl<
             {
                 return;
             }
-            self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
             self.refusals.pop();
         }
         if self.wifi_pending {
@@ -521,7 +519,6 @@ impl<
             if self.port.send(&ev).is_err() {
                 break;
             }
-            self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
             self.out.pop_front();
         }
     }
@@ -839,7 +836,6 @@ impl<
                 }
                 // Room for a whole frame was checked before polling.
                 if self.port.send(&ev).is_ok() {
-                    self.counters.frames_tx = self.counters.frames_tx.wrapping_add(1);
                     self.counters.delivered = self.counters.delivered.wrapping_add(1);
                     if let Some(packet_id) = packet_id {
                         if self.deliveries.is_full() {

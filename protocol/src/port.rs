@@ -94,7 +94,7 @@ impl<const TX: usize, const RX: usize> Port<TX, RX> {
         match msg.encode_to(&mut writer).and_then(|()| writer.finish()) {
             Ok(n) => {
                 self.tx_len += n;
-                self.frames_queued += 1;
+                self.frames_queued = self.frames_queued.wrapping_add(1);
                 Ok(())
             }
             Err(_) if self.tx_len == 0 => Err(SendError::TooLarge),
