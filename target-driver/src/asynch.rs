@@ -14,7 +14,7 @@ use embassy_time::{with_deadline, Instant, Timer};
 use embedded_hal::digital::{InputPin, OutputPin, PinState};
 use embedded_hal_async::digital::Wait;
 use protocol::driver::{asynch as link, Progress, Timing};
-use protocol::link::LinkIo;
+use protocol::link::{LinkIo, Wait as LinkWait};
 use protocol::QoS;
 
 use crate::config::Config;
@@ -260,42 +260,6 @@ where
     ))
 }
 
-/// The link's byte queues, reached through the shared state one byte at a time.
-struct SharedIo<
-    's,
-    'c,
-    M: RawMutex,
-    const T: usize,
-    const P: usize,
-    const PUBS: usize,
-    const SUBS: usize,
-    const TX: usize,
-    const RX: usize,
-    const POOL: usize,
->(&'s Shared<'c, M, T, P, PUBS, SUBS, TX, RX, POOL>);
-
-impl<
-        M: RawMutex,
-        const T: usize,
-        const P: usize,
-        const PUBS: usize,
-        const SUBS: usize,
-        const TX: usize,
-        const RX: usize,
-        const POOL: usize,
-    > LinkIo for SharedIo<'_, '_, M, T, P, PUBS, SUBS, TX, RX, POOL>
-{
-    fn tx_ready(&self) -> bool {
-        self.0.inner.lock(|i| i.borrow_mut().core.port().tx_ready())
-    }
-    fn tx_next(&mut self) -> Option<u8> {
-        self.0.inner.lock(|i| i.borrow_mut().core.port().tx_next())
-    }
-    fn rx(&mut self, byte: u8) -> bool {
-        self.0.inner.lock(|i| i.borrow_mut().core.port().rx(byte))
-    }
-}
-
 impl<
         'c,
         M: RawMutex,
@@ -355,10 +319,9 @@ where
                 let _ = with_deadline(deadline, self.shared.runner.wait()).await;
                 continue;
             }
-            let mut io = SharedIo(self.shared);
-            match with_deadline(deadline, self.link.run(&mut io, 512)).await {
-                Ok(Ok(Progress::Busy)) | Err(_) => {}
-                Ok(Ok(Progress::RxFull)) => {
+            match self.exchanges(deadline, 512).await {
+                Ok(Progress::Busy) => {}
+                Ok(Progress::RxFull) => {
                     let taken = self.shared.with(|core| {
                         core.handle_frame(Instant::now());
                         core.port().received().is_none()
@@ -368,7 +331,7 @@ where
                         let _ = with_deadline(deadline, self.shared.runner.wait()).await;
                     }
                 }
-                Ok(Ok(Progress::Idle)) => {
+                Ok(Progress::Idle) => {
                     let shared = self.shared;
                     // The frame that just completed may be the last one before the link went quiet (a Ready, a
                     // Pong): handle it now, not when the next deadline wakes us; its answers may need the link.
@@ -383,9 +346,28 @@ where
                         Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
                     }
                 }
-                Ok(Err(_)) => self.shared.with(|core| core.handle_link_error(Instant::now())),
+                Err(_) => self.shared.with(|core| core.handle_link_error(Instant::now())),
             }
         }
+    }
+
+    /// Runs up to `max` link exchanges, each step under the driver's lock (its frame queues are there) and each
+    /// wait for the bridge's clock outside it; stops early at `deadline` ([`Progress::Busy`]).
+    async fn exchanges(&mut self, deadline: Instant, max: u32) -> Result<Progress, protocol::driver::Error<E>> {
+        let shared = self.shared;
+        for _ in 0..max {
+            let wait = shared.inner.lock(|i| self.link.step(i.borrow_mut().core.port()))?;
+            match wait {
+                LinkWait::Idle => return Ok(Progress::Idle),
+                LinkWait::RxFull => return Ok(Progress::RxFull),
+                LinkWait::Fault(fault) => return Err(protocol::driver::Error::Fault(fault)),
+                LinkWait::PeerClk(level) => match with_deadline(deadline, self.link.wait_clk(level)).await {
+                    Ok(r) => r?,
+                    Err(_) => break,
+                },
+            }
+        }
+        Ok(Progress::Busy)
     }
 
     /// Timers, RST, link reset and queued requests; returns when to come back at the latest.

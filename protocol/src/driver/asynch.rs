@@ -7,7 +7,7 @@ use embedded_hal::digital::{InputPin, OutputPin, PinState};
 use embedded_hal_async::digital::Wait as WaitPin;
 
 use super::{Error, Progress, Timing};
-use crate::link::{self, LinkIo, LinkStats, Step, Wait};
+use crate::link::{self, LinkIo, LinkStats, Wait};
 
 /// Drives the levels `(clk, dat)`.
 fn drive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
@@ -77,16 +77,12 @@ where
     pub async fn run<I: LinkIo>(&mut self, io: &mut I, max_exchanges: u32) -> Result<Progress, Error<E>> {
         let mut done = 0;
         loop {
-            let clk = self.b_clk.is_high().map_err(Error::Pin)?;
-            let dat = self.b_dat.is_high().map_err(Error::Pin)?;
-            let step = self.engine.step(clk, dat, io);
-            drive(&mut self.t_clk, &mut self.t_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
-            match step.wait {
+            match self.step(io)? {
                 Wait::Idle => return Ok(Progress::Idle),
                 Wait::RxFull => return Ok(Progress::RxFull),
                 Wait::Fault(fault) => return Err(Error::Fault(fault)),
                 Wait::PeerClk(level) => {
-                    self.wait_clk(level, &step).await?;
+                    self.wait_clk(level).await?;
                     done += 1;
                     if done >= max_exchanges {
                         return Ok(Progress::Busy);
@@ -96,7 +92,20 @@ where
         }
     }
 
-    async fn wait_clk(&mut self, level: bool, step: &Step) -> Result<(), Error<E>> {
+    /// One step without waiting: reads B_CLK and B_DAT, advances the engine and drives T_CLK and T_DAT. For a
+    /// caller that holds `io` only briefly (a lock): after [`Wait::PeerClk`], release it, await
+    /// [`Master::wait_clk`], and step again.
+    pub fn step<I: LinkIo>(&mut self, io: &mut I) -> Result<Wait, Error<E>> {
+        let clk = self.b_clk.is_high().map_err(Error::Pin)?;
+        let dat = self.b_dat.is_high().map_err(Error::Pin)?;
+        let step = self.engine.step(clk, dat, io);
+        drive(&mut self.t_clk, &mut self.t_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
+        Ok(step.wait)
+    }
+
+    /// Waits until B_CLK reads `level` (the answer to the exchange [`Master::step`] started), driving the outputs
+    /// again every `redrive_us`; [`Error::Timeout`] after `timeout_us`. Cancel-safe: the engine does not move.
+    pub async fn wait_clk(&mut self, level: bool) -> Result<(), Error<E>> {
         let slice = Duration::from_micros(self.timing.redrive_us.max(1) as u64);
         let mut waited = 0u64;
         loop {
@@ -107,7 +116,7 @@ where
                     if waited >= self.timing.timeout_us as u64 {
                         return Err(Error::Timeout);
                     }
-                    drive(&mut self.t_clk, &mut self.t_dat, (step.clk, step.dat)).map_err(Error::Pin)?;
+                    drive(&mut self.t_clk, &mut self.t_dat, self.engine.outputs()).map_err(Error::Pin)?;
                 }
             }
         }
