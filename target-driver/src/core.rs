@@ -175,6 +175,20 @@ struct Sub<const T: usize> {
     sent: bool,
 }
 
+/// A request [`Core::flush`] sends, found by [`Core::next_due`].
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    Configure,
+    Ping(u16),
+    /// The subscribe or unsubscribe of this entry of the subscription table.
+    Filter(usize),
+    Ack(u16),
+    Time,
+    Stats,
+    /// The publication in this entry of the table.
+    Publish(usize),
+}
+
 /// Where the bridge is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -708,10 +722,62 @@ impl<
         if self.phase != Phase::Up {
             return;
         }
-        if !self.configured {
-            match self.port.send(&Request::Configure(self.config.request())) {
+        if self.ping.is_none() {
+            self.ping_due = false;
+        }
+        // One call site of the encoder for every kind of request: the queue takes them in `next_due`'s order.
+        while let Some(due) = self.next_due() {
+            let req = match due {
+                Due::Configure => Request::Configure(self.config.request()),
+                Due::Ping(id) => Request::Ping { id },
+                Due::Filter(i) => {
+                    let Some(sub) = &mut self.subs[i] else { return };
+                    let id = match sub.id {
+                        Some(id) => id,
+                        None => {
+                            // A replay: nobody waits for its outcome. Not new_id(): `sub` borrows the table.
+                            let id = take_id(&mut self.next_id);
+                            sub.replay_id = Some(id);
+                            id
+                        }
+                    };
+                    let filter = &sub.filter;
+                    if sub.unsubscribing {
+                        Request::Unsubscribe { id, filter }
+                    } else {
+                        Request::Subscribe {
+                            id,
+                            filter,
+                            qos: sub.qos,
+                        }
+                    }
+                }
+                Due::Ack(id) => Request::Ack { id },
+                Due::Time => Request::TimeRequest,
+                Due::Stats => Request::StatsRequest,
+                Due::Publish(i) => {
+                    let Some(p) = &self.pending[i] else { return };
+                    let (topic, payload) = self.pool[p.span()].split_at(usize::from(p.topic_len));
+                    match protocol::wire::utf8(topic) {
+                        Some(topic) => Request::Publish {
+                            id: p.id,
+                            topic,
+                            payload,
+                            qos: p.qos,
+                            retain: p.retain,
+                        },
+                        None => {
+                            // Checked when it was published: failing here would be this code's bug. Not sent, it
+                            // stays in flight (never acknowledged) and keeps no other publication from going.
+                            self.mark_sent(due);
+                            continue;
+                        }
+                    }
+                }
+            };
+            match self.port.send(&req) {
                 Ok(()) => {}
-                Err(SendError::TooLarge) => {
+                Err(SendError::TooLarge) if matches!(due, Due::Configure) => {
                     // It can never be sent: as if the bridge refused it (it will refuse what follows), not a retry
                     // at every turn.
                     warn!("the configuration does not fit the send buffer");
@@ -720,95 +786,70 @@ impl<
                 }
                 Err(_) => return,
             }
-            self.configured = true;
+            self.mark_sent(due);
         }
-        if self.ping_due {
-            if let Some((id, _)) = self.ping {
-                if self.port.send(&Request::Ping { id }).is_err() {
-                    return;
-                }
-            }
-            self.ping_due = false;
+    }
+
+    /// The next request to send: the configuration, a ping, subscriptions, acknowledgements, time and stats
+    /// requests, then publications (not while the bridge's queue is full), oldest first, so that a resend after a
+    /// reset keeps the order the application published in.
+    fn next_due(&self) -> Option<Due> {
+        if !self.configured {
+            return Some(Due::Configure);
         }
-        for sub in self.subs.iter_mut().flatten() {
-            if sub.sent {
-                continue;
-            }
-            let id = match sub.id {
-                Some(id) => id,
-                None => {
-                    // Not new_id(): `sub` borrows the table.
-                    let id = take_id(&mut self.next_id);
-                    sub.replay_id = Some(id);
-                    id
-                }
-            };
-            let filter = &sub.filter;
-            let req = if sub.unsubscribing {
-                Request::Unsubscribe { id, filter }
-            } else {
-                Request::Subscribe {
-                    id,
-                    filter,
-                    qos: sub.qos,
-                }
-            };
-            if self.port.send(&req).is_err() {
-                return;
-            }
-            sub.sent = true;
+        if let (true, Some((id, _))) = (self.ping_due, self.ping) {
+            return Some(Due::Ping(id));
         }
-        while let Some(&id) = self.acks.front() {
-            if self.port.send(&Request::Ack { id }).is_err() {
-                return;
-            }
-            self.acks.pop_front();
+        if let Some(i) = self.subs.iter().position(|s| s.as_ref().is_some_and(|s| !s.sent)) {
+            return Some(Due::Filter(i));
+        }
+        if let Some(&id) = self.acks.front() {
+            return Some(Due::Ack(id));
         }
         if self.time_due {
-            if self.port.send(&Request::TimeRequest).is_err() {
-                return;
-            }
-            self.time_due = false;
+            return Some(Due::Time);
         }
         if self.stats_due {
-            if self.port.send(&Request::StatsRequest).is_err() {
-                return;
-            }
-            self.stats_due = false;
+            return Some(Due::Stats);
         }
         if self.backpressure {
-            return;
+            return None;
         }
-        // Oldest first, so that a resend after a reset keeps the order the application published in.
-        while let Some(p) = self
-            .pending
-            .iter_mut()
-            .flatten()
-            .filter(|p| !p.sent)
-            .min_by_key(|p| p.seq)
-        {
-            let (topic, payload) = self.pool[p.span()].split_at(usize::from(p.topic_len));
-            let Some(topic) = protocol::wire::utf8(topic) else {
-                // Checked when it was published: failing here would be this code's bug. Not sent, it stays in
-                // flight (never acknowledged) and keeps no other publication from going.
-                p.sent = true;
-                continue;
-            };
-            let req = Request::Publish {
-                id: p.id,
-                topic,
-                payload,
-                qos: p.qos,
-                retain: p.retain,
-            };
-            if self.port.send(&req).is_err() {
-                return;
+        let mut oldest: Option<(usize, u32)> = None;
+        for (i, p) in self.pending.iter().enumerate() {
+            if let Some(p) = p.as_ref().filter(|p| !p.sent) {
+                if oldest.is_none_or(|(_, seq)| p.seq < seq) {
+                    oldest = Some((i, p.seq));
+                }
             }
-            if p.tried {
-                self.stats.resent += 1;
+        }
+        oldest.map(|(i, _)| Due::Publish(i))
+    }
+
+    /// Notes that the request `due` went into the send queue.
+    fn mark_sent(&mut self, due: Due) {
+        match due {
+            Due::Configure => self.configured = true,
+            Due::Ping(_) => self.ping_due = false,
+            Due::Filter(i) => {
+                if let Some(sub) = &mut self.subs[i] {
+                    sub.sent = true;
+                }
             }
-            p.sent = true;
-            p.tried = true;
+            Due::Ack(_) => {
+                self.acks.pop_front();
+            }
+            Due::Time => self.time_due = false,
+            Due::Stats => self.stats_due = false,
+            Due::Publish(i) => {
+                if let Some(p) = &mut self.pending[i] {
+                    if p.tried {
+                        self.stats.resent += 1;
+                    }
+                    p.sent = true;
+                    p.tried = true;
+                }
+            }
         }
     }
 
