@@ -335,17 +335,24 @@ impl<
     pub fn new(config: Config<'c>, now: Instant) -> Self {
         let () = Self::PUBLICATION_FITS;
         let () = Self::POOL_FITS;
-        let mut core = Core {
-            config,
+        warn!("resetting the bridge: {:?}", ResetReason::StartUp);
+        let mut statuses = Deque::new();
+        let _ = statuses.push_back(Status::BridgeReset(ResetReason::StartUp));
+        // Built whole, in the state reset_bridge() leaves (the first reset): a value changed after construction
+        // would keep the compiler from building it in its final place, and the core is large.
+        Core {
             port: Port::new(),
-            phase: Phase::Up,
+            phase: Phase::Reset {
+                until: now + config.reset_pulse,
+            },
+            config,
             pending: [const { None }; PUBS],
             pool: [0; POOL],
             next_seq: 0,
             subs: [const { None }; SUBS],
             outcomes: [const { None }; OUTCOMES],
             outcome_victim: 0,
-            statuses: Deque::new(),
+            statuses,
             time_answer: None,
             stats_answer: None,
             acks: Deque::new(),
@@ -363,10 +370,11 @@ impl<
             awaiting_config_echo: false,
             heard: false,
             lent: false,
-            stats: DriverStats::default(),
-        };
-        core.reset_bridge(ResetReason::StartUp, now);
-        core
+            stats: DriverStats {
+                resets: 1,
+                ..DriverStats::default()
+            },
+        }
     }
 
     // ----- the runner's side -----

@@ -93,6 +93,22 @@ fn up() -> C {
 }
 
 #[test]
+fn a_new_core_holds_the_bridge_in_reset_and_reports_it() {
+    let mut core = C::new(config(), at(0));
+    assert!(!core.rst_level() && !core.link_enabled() && !core.bridge_up());
+    assert_eq!(
+        core.poll_at(),
+        at(0) + config().reset_pulse,
+        "the pulse's end is the first deadline"
+    );
+    assert_eq!(statuses(&mut core), [Status::BridgeReset(ResetReason::StartUp)]);
+    assert_eq!(core.stats().resets, 1);
+    // Nothing goes out before the bridge says it is ready.
+    core.flush();
+    assert!(sent(&mut core).is_empty());
+}
+
+#[test]
 fn start_up_pulses_reset_then_configures_on_ready() {
     let mut core = up();
     assert!(core.bridge_up());
