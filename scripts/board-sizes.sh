@@ -3,7 +3,8 @@
 # use in Berkeley format (text, data, bss), next to a baseline without the target-driver crate (each project's
 # `baseline` binary: the same chip set-up, executor, timer and LED), and the difference: what the target driver costs
 # (driver, link and protocol together). On the STM32F405 it also prints the `superloop` program: the same
-# application on the blocking API.
+# application on the blocking API. For each program it also prints the largest stack frame one function sets up,
+# so that a large temporary on the stack (the driver built through a copy, say) shows.
 #
 # Needs rustup's cargo (stable). Adds the two targets and llvm-tools if they are missing (both idempotent).
 # Exits non-zero if a build fails, or if the RP2040 image lacks its second-stage bootloader at 0x10000000.
@@ -28,6 +29,8 @@ if [ -z "$size_tool" ]; then
     echo "board-sizes.sh: no llvm-size, rust-size or size found" >&2
     exit 1
 fi
+objdump_tool=$(dirname "$size_tool")/llvm-objdump
+[ -x "$objdump_tool" ] || objdump_tool=""
 
 # Builds one project; prints the paths of its executables, one per line, as "name path".
 build() {
@@ -42,6 +45,40 @@ build() {
 # Prints "text data bss" of an ELF.
 sizes() {
     "$size_tool" -B "$1" | awk 'NR == 2 { print $1, $2, $3 }'
+}
+
+# Prints "bytes function" for the largest stack frame any one function of an ELF sets up (what its prologue
+# subtracts from sp, the registers it pushes not counted): a single temporary of a few kilobytes shows here. It is
+# not the depth of the whole stack, which the call chains decide. Thumb: "sub sp, #n" (twice for large frames on
+# the Cortex-M0+), "sub.w sp, sp, #n", or a negative constant from the literal pool added with "add sp, rN".
+largest_frame() {
+    [ -n "$objdump_tool" ] || { echo "? (no llvm-objdump)"; return; }
+    "$objdump_tool" -d --no-show-raw-insn -C "$1" | awk '
+        # Pass 1: the literal pool words by address.
+        NR == FNR { if ($0 ~ /\.word/) { a = $1; sub(":", "", a); words[a] = $NF }; next }
+        /^[0-9a-f]+ <.*>:$/ { fn = substr($0, index($0, "<") + 1); sub(">:$", "", fn); next }
+        /\tsub(\.w|w)?\tsp, (sp, )?#0x[0-9a-f]+/ { frame[fn] += strtonum_hex($NF) ; next }
+        /\tldr\tr[0-9]+, \[pc, #0x[0-9a-f]+\]/ {
+            r = $3; sub(",", "", r)
+            for (i = 1; i <= NF; i++) if ($i == "@") { lit[r] = $(i + 1); sub("^0x", "", lit[r]) }
+            next
+        }
+        /\tadd\tsp, r[0-9]+$/ {
+            w = words[lit[$NF]]
+            if (w != "") { v = strtonum_hex(w); if (v >= 2147483648) frame[fn] += 4294967296 - v }
+            next
+        }
+        function strtonum_hex(h,    i, c, v) {
+            sub("^#", "", h); sub("^0x", "", h); v = 0
+            for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; v = v * 16 + c }
+            return v
+        }
+        END {
+            best = 0; name = "-"
+            for (f in frame) if (frame[f] > best) { best = frame[f]; name = f }
+            gsub(/\$LT\$/, "<", name); gsub(/\$GT\$/, ">", name); sub(/::h[0-9a-f]+$/, "", name)
+            print best, name
+        }' - <("$objdump_tool" -d --no-show-raw-insn -C "$1")
 }
 
 report() {
@@ -70,6 +107,11 @@ report() {
         printf '  %-40s %8d %8d %8d\n' "its cost" $((t2 - t0)) $((d2 - d0)) $((b2 - b0))
     fi
     printf '  (flash = text + data, static RAM = data + bss)\n'
+    local bin frame fn
+    for bin in "$main:$with" "baseline:$without" ${other:+"$other:$path"}; do
+        read -r frame fn <<<"$(largest_frame "${bin#*:}")"
+        printf '  largest stack frame, %-18s %6s bytes in %.70s\n' "${bin%%:*}:" "$frame" "$fn"
+    done
     LAST_ELF=$with
 }
 
