@@ -54,31 +54,32 @@ sizes() {
 largest_frame() {
     [ -n "$objdump_tool" ] || { echo "? (no llvm-objdump)"; return; }
     "$objdump_tool" -d --no-show-raw-insn -C "$1" | awk '
-        # Pass 1: the literal pool words by address.
-        NR == FNR { if ($0 ~ /\.word/) { a = $1; sub(":", "", a); words[a] = $NF }; next }
         /^[0-9a-f]+ <.*>:$/ { fn = substr($0, index($0, "<") + 1); sub(">:$", "", fn); next }
-        /\tsub(\.w|w)?\tsp, (sp, )?#0x[0-9a-f]+/ { frame[fn] += strtonum_hex($NF) ; next }
+        # The literal pool words by address (a pool may follow the function that loads from it).
+        /\.word/ { a = $1; sub(":", "", a); words[a] = $NF; next }
+        /\tsub(\.w|w)?\tsp, (sp, )?#0x[0-9a-f]+/ { frame[fn] += hex($NF); next }
         /\tldr\tr[0-9]+, \[pc, #0x[0-9a-f]+\]/ {
             r = $3; sub(",", "", r)
             for (i = 1; i <= NF; i++) if ($i == "@") { lit[r] = $(i + 1); sub("^0x", "", lit[r]) }
             next
         }
-        /\tadd\tsp, r[0-9]+$/ {
-            w = words[lit[$NF]]
-            if (w != "") { v = strtonum_hex(w); if (v >= 2147483648) frame[fn] += 4294967296 - v }
-            next
-        }
-        function strtonum_hex(h,    i, c, v) {
+        # Resolved at the end, once every pool word is known.
+        /\tadd\tsp, r[0-9]+$/ { n++; added_fn[n] = fn; added_at[n] = lit[$NF]; next }
+        function hex(h,    i, v) {
             sub("^#", "", h); sub("^0x", "", h); v = 0
-            for (i = 1; i <= length(h); i++) { c = index("0123456789abcdef", substr(h, i, 1)) - 1; v = v * 16 + c }
+            for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
             return v
         }
         END {
+            for (k = 1; k <= n; k++) {
+                w = words[added_at[k]]
+                if (w != "") { v = hex(w); if (v >= 2147483648) frame[added_fn[k]] += 4294967296 - v }
+            }
             best = 0; name = "-"
             for (f in frame) if (frame[f] > best) { best = frame[f]; name = f }
             gsub(/\$LT\$/, "<", name); gsub(/\$GT\$/, ">", name); sub(/::h[0-9a-f]+$/, "", name)
             print best, name
-        }' - <("$objdump_tool" -d --no-show-raw-insn -C "$1")
+        }'
 }
 
 report() {
