@@ -9,8 +9,6 @@
 use embassy_time::{Duration, Instant};
 use heapless::{Deque, String};
 
-/// A fixed table whose entries never move (no shifting, no `memmove`): a free entry is `None`.
-type Slots<X, const N: usize> = [Option<X>; N];
 use protocol::frame::max_encoded_len;
 use protocol::{
     DownReason, ErrorKind, Event as BridgeEvent, Port, QoS, Request, SendError, SubResult, PROTOCOL_VERSION,
@@ -136,6 +134,11 @@ pub struct Message<'a> {
 }
 
 /// A publication in flight. Its topic and then its payload are kept in the core's pool from `at` on.
+///
+/// The core's tables are fixed arrays whose entries never move (no shifting, no `memmove`), and a free entry is
+/// marked by its own fields rather than by an `Option`: a free publication has id 0, which no request gets
+/// ([`take_id`]); a free subscription has an empty filter, which no filter is. So an empty table is all zero bytes
+/// and the core starts as one clear of its memory, not as copies of templates with `None` patterns in them.
 #[derive(Debug)]
 struct Pending {
     id: u16,
@@ -152,7 +155,23 @@ struct Pending {
 }
 
 impl Pending {
-    /// Where its topic and payload lie in the pool.
+    const FREE: Pending = Pending {
+        id: 0,
+        seq: 0,
+        at: 0,
+        topic_len: 0,
+        payload_len: 0,
+        qos: QoS::AtMostOnce,
+        retain: false,
+        sent: false,
+        tried: false,
+    };
+
+    fn used(&self) -> bool {
+        self.id != 0
+    }
+
+    /// Where its topic and payload lie in the pool (empty for a free entry).
     fn span(&self) -> core::ops::Range<usize> {
         let at = usize::from(self.at);
         at..at + usize::from(self.topic_len) + usize::from(self.payload_len)
@@ -173,6 +192,22 @@ struct Sub<const T: usize> {
     /// `id` is an unsubscription.
     unsubscribing: bool,
     sent: bool,
+}
+
+impl<const T: usize> Sub<T> {
+    /// A free entry (see [`Pending`]): no filter, no request in flight.
+    const FREE: Sub<T> = Sub {
+        filter: String::new(),
+        qos: QoS::AtMostOnce,
+        id: None,
+        replay_id: None,
+        unsubscribing: false,
+        sent: false,
+    };
+
+    fn used(&self) -> bool {
+        !self.filter.is_empty()
+    }
 }
 
 /// A request [`Core::flush`] sends, found by [`Core::next_due`].
@@ -257,6 +292,8 @@ const OUTCOMES: usize = 8;
 const STATUSES: usize = 8;
 /// Acknowledgements of taken messages waiting to be sent.
 const ACKS: usize = 8;
+/// A free entry of the outcome table: no operation has the id 0.
+const NO_OUTCOME: (u16, Result<Outcome, Error>) = (0, Ok(Outcome::Published));
 
 /// The driver's core; `T` topic bytes, `P` payload bytes, `PUBS` publications in flight, `SUBS` subscriptions,
 /// `TX`/`RX` link buffers, `POOL` bytes for the topics and payloads of the publications in flight (a publication
@@ -274,12 +311,12 @@ pub struct Core<
     config: Config<'c>,
     port: Port<TX, RX>,
     phase: Phase,
-    pending: Slots<Pending, PUBS>,
+    pending: [Pending; PUBS],
     pool: [u8; POOL],
     /// The next publication's [`Pending::seq`].
     next_seq: u32,
-    subs: Slots<Sub<T>, SUBS>,
-    outcomes: Slots<(u16, Result<Outcome, Error>), OUTCOMES>,
+    subs: [Sub<T>; SUBS],
+    outcomes: [(u16, Result<Outcome, Error>); OUTCOMES],
     /// Where an outcome goes when every entry is taken (the application did not collect them).
     outcome_victim: usize,
     statuses: Deque<Status, STATUSES>,
@@ -346,11 +383,11 @@ impl<
                 until: now + config.reset_pulse,
             },
             config,
-            pending: [const { None }; PUBS],
+            pending: [const { Pending::FREE }; PUBS],
             pool: [0; POOL],
             next_seq: 0,
-            subs: [const { None }; SUBS],
-            outcomes: [const { None }; OUTCOMES],
+            subs: [const { Sub::FREE }; SUBS],
+            outcomes: [NO_OUTCOME; OUTCOMES],
             outcome_victim: 0,
             statuses,
             time_answer: None,
@@ -555,7 +592,7 @@ impl<
     }
 
     fn complete(&mut self, id: u16, result: Result<Outcome, Error>) {
-        let slot = match self.outcomes.iter().position(Option::is_none) {
+        let slot = match self.outcomes.iter().position(|&(id, _)| id == 0) {
             Some(i) => i,
             None => {
                 // Nobody collects them: overwrite one, round robin.
@@ -563,19 +600,17 @@ impl<
                 self.outcome_victim
             }
         };
-        self.outcomes[slot] = Some((id, result));
+        self.outcomes[slot] = (id, result);
     }
 
-    /// The entry of the subscription table whose application request in flight is `id`.
-    fn sub_slot(&mut self, id: u16) -> Option<&mut Option<Sub<T>>> {
-        self.subs
-            .iter_mut()
-            .find(|s| s.as_ref().is_some_and(|s| s.id == Some(id)))
+    /// The entry of the subscription table whose application request in flight is `id` (a free entry has none).
+    fn sub_slot(&mut self, id: u16) -> Option<&mut Sub<T>> {
+        self.subs.iter_mut().find(|s| s.id == Some(id))
     }
 
-    /// The entry of the publication `id`.
-    fn pending_slot(&mut self, id: u16) -> Option<&mut Option<Pending>> {
-        self.pending.iter_mut().find(|p| p.as_ref().is_some_and(|p| p.id == id))
+    /// The entry of the publication `id` (not a free entry, whatever id the bridge names).
+    fn pending_slot(&mut self, id: u16) -> Option<&mut Pending> {
+        self.pending.iter_mut().find(|p| p.used() && p.id == id)
     }
 
     fn handle_bridge_event(&mut self, ev: BridgeEvent<'static>, now: Instant) {
@@ -614,13 +649,13 @@ impl<
             }
             BridgeEvent::PubAck { id } => {
                 self.restored_unasked = false;
-                if let Some(slot) = self.pending_slot(id) {
-                    *slot = None;
+                if let Some(p) = self.pending_slot(id) {
+                    *p = Pending::FREE;
                     self.complete(id, Ok(Outcome::Published));
                 }
             }
             BridgeEvent::SubAck { id, result } => {
-                if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.replay_id == Some(id)) {
+                if let Some(sub) = self.subs.iter_mut().find(|s| s.replay_id == Some(id)) {
                     // A replay: nobody waits for it; a refusal is only worth a log line.
                     sub.replay_id = None;
                     if result == SubResult::Failure {
@@ -632,19 +667,19 @@ impl<
                     SubResult::Granted(qos) => Ok(Outcome::Subscribed(qos)),
                     SubResult::Failure => Err(Error::SubscriptionFailed),
                 };
-                if let Some(slot) = self.sub_slot(id) {
-                    match slot {
+                if let Some(sub) = self.sub_slot(id) {
+                    if outcome.is_err() {
                         // Refused: forgotten, not replayed.
-                        Some(_) if outcome.is_err() => *slot = None,
-                        Some(sub) => sub.id = None,
-                        None => {}
+                        *sub = Sub::FREE;
+                    } else {
+                        sub.id = None;
                     }
                 }
                 self.complete(id, outcome);
             }
             BridgeEvent::UnsubAck { id } => {
-                if let Some(slot) = self.sub_slot(id) {
-                    *slot = None;
+                if let Some(sub) = self.sub_slot(id) {
+                    *sub = Sub::FREE;
                 }
                 self.complete(id, Ok(Outcome::Unsubscribed));
             }
@@ -668,7 +703,7 @@ impl<
         }
         if kind == ErrorKind::NotConfigured && self.awaiting_config_echo {
             // A refusal of something sent before that restore: it is being sent again after the configuration.
-            if let Some(Some(p)) = self.pending_slot(id) {
+            if let Some(p) = self.pending_slot(id) {
                 p.sent = false;
             }
             return;
@@ -689,18 +724,18 @@ impl<
         }
         if kind == ErrorKind::QueueFull {
             // Keep the publication and send it again once the bridge has room.
-            if let Some(Some(p)) = self.pending_slot(id) {
+            if let Some(p) = self.pending_slot(id) {
                 p.sent = false;
                 self.backpressure = true;
                 return;
             }
         }
         // Refused for good: a publication is dropped, a filter forgotten (it is not replayed either).
-        if let Some(slot) = self.pending_slot(id) {
-            *slot = None;
+        if let Some(p) = self.pending_slot(id) {
+            *p = Pending::FREE;
         }
-        if let Some(slot) = self.sub_slot(id) {
-            *slot = None;
+        if let Some(sub) = self.sub_slot(id) {
+            *sub = Sub::FREE;
         }
         self.complete(id, Err(Error::Refused(kind)));
     }
@@ -711,16 +746,16 @@ impl<
         self.acks.clear();
         self.backpressure = false;
         for i in 0..PUBS {
-            let Some(p) = &mut self.pending[i] else { continue };
-            if p.qos == QoS::AtMostOnce && p.sent {
+            let p = &mut self.pending[i];
+            if p.used() && p.qos == QoS::AtMostOnce && p.sent {
                 let id = p.id;
-                self.pending[i] = None;
+                *p = Pending::FREE;
                 self.complete(id, Err(Error::BridgeReset));
-                continue;
+            } else {
+                p.sent = false;
             }
-            p.sent = false;
         }
-        for s in self.subs.iter_mut().flatten() {
+        for s in &mut self.subs {
             s.sent = false;
         }
     }
@@ -739,7 +774,7 @@ impl<
                 Due::Configure => Request::Configure(self.config.request()),
                 Due::Ping(id) => Request::Ping { id },
                 Due::Filter(i) => {
-                    let Some(sub) = &mut self.subs[i] else { return };
+                    let sub = &mut self.subs[i];
                     let id = match sub.id {
                         Some(id) => id,
                         None => {
@@ -764,7 +799,7 @@ impl<
                 Due::Time => Request::TimeRequest,
                 Due::Stats => Request::StatsRequest,
                 Due::Publish(i) => {
-                    let Some(p) = &self.pending[i] else { return };
+                    let p = &self.pending[i];
                     let (topic, payload) = self.pool[p.span()].split_at(usize::from(p.topic_len));
                     match protocol::wire::utf8(topic) {
                         Some(topic) => Request::Publish {
@@ -808,7 +843,7 @@ impl<
         if let (true, Some((id, _))) = (self.ping_due, self.ping) {
             return Some(Due::Ping(id));
         }
-        if let Some(i) = self.subs.iter().position(|s| s.as_ref().is_some_and(|s| !s.sent)) {
+        if let Some(i) = self.subs.iter().position(|s| s.used() && !s.sent) {
             return Some(Due::Filter(i));
         }
         if let Some(&id) = self.acks.front() {
@@ -825,10 +860,8 @@ impl<
         }
         let mut oldest: Option<(usize, u32)> = None;
         for (i, p) in self.pending.iter().enumerate() {
-            if let Some(p) = p.as_ref().filter(|p| !p.sent) {
-                if oldest.is_none_or(|(_, seq)| p.seq < seq) {
-                    oldest = Some((i, p.seq));
-                }
+            if p.used() && !p.sent && oldest.is_none_or(|(_, seq)| p.seq < seq) {
+                oldest = Some((i, p.seq));
             }
         }
         oldest.map(|(i, _)| Due::Publish(i))
@@ -839,24 +872,19 @@ impl<
         match due {
             Due::Configure => self.configured = true,
             Due::Ping(_) => self.ping_due = false,
-            Due::Filter(i) => {
-                if let Some(sub) = &mut self.subs[i] {
-                    sub.sent = true;
-                }
-            }
+            Due::Filter(i) => self.subs[i].sent = true,
             Due::Ack(_) => {
                 self.acks.pop_front();
             }
             Due::Time => self.time_due = false,
             Due::Stats => self.stats_due = false,
             Due::Publish(i) => {
-                if let Some(p) = &mut self.pending[i] {
-                    if p.tried {
-                        self.stats.resent += 1;
-                    }
-                    p.sent = true;
-                    p.tried = true;
+                let p = &mut self.pending[i];
+                if p.tried {
+                    self.stats.resent += 1;
                 }
+                p.sent = true;
+                p.tried = true;
             }
         }
     }
@@ -875,7 +903,7 @@ impl<
             return Err(Error::PayloadTooLong);
         }
         let (Some(free), Some(at), false) = (
-            self.pending.iter().position(Option::is_none),
+            self.pending.iter().position(|p| !p.used()),
             self.pool_space(topic.len() + payload.len()),
             self.backpressure,
         ) else {
@@ -887,7 +915,7 @@ impl<
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
         // The casts fit: POOL_FITS bounds the pool by u16::MAX.
-        self.pending[free] = Some(Pending {
+        self.pending[free] = Pending {
             id,
             seq,
             at: at as u16,
@@ -897,7 +925,7 @@ impl<
             retain,
             sent: false,
             tried: false,
-        });
+        };
         self.flush();
         Ok(Token(id))
     }
@@ -910,10 +938,10 @@ impl<
                 return None;
             }
             // Every start before the end of the furthest entry overlapping [at, at + n) overlaps that entry too.
+            // A free entry's span is empty: it overlaps nothing.
             let blocking_end = self
                 .pending
                 .iter()
-                .flatten()
                 .map(Pending::span)
                 .filter(|span| span.start < at + n && at < span.end)
                 .map(|span| span.end)
@@ -947,30 +975,23 @@ impl<
 
     /// Starts a subscribe or unsubscribe of `filter` (checked) in its entry, or in a free one.
     fn filter_request(&mut self, filter: &str, qos: QoS, unsubscribing: bool) -> Result<Token, Error> {
-        let id = if let Some(sub) = self.subs.iter_mut().flatten().find(|s| s.filter.as_str() == filter) {
-            if sub.id.is_some() {
-                return Err(Error::WouldBlock);
+        // Its entry, or a free one. `filter` is not empty (checked): a free entry does not match it.
+        let sub = match self.subs.iter().position(|s| s.filter.as_str() == filter) {
+            Some(i) => &mut self.subs[i],
+            None => {
+                let free = self.subs.iter().position(|s| !s.used()).ok_or(Error::WouldBlock)?;
+                let sub = &mut self.subs[free];
+                // Fits: check_filter() bounds it by T. The rest of a free entry is as a new one starts.
+                let _ = sub.filter.push_str(filter);
+                sub
             }
-            // Not new_id(): `sub` borrows the table.
-            let id = take_id(&mut self.next_id);
-            (sub.qos, sub.unsubscribing, sub.id, sub.sent) = (qos, unsubscribing, Some(id), false);
-            id
-        } else {
-            let free = self.subs.iter().position(Option::is_none).ok_or(Error::WouldBlock)?;
-            let mut owned = String::new();
-            // Fits: check_filter() bounds it by T.
-            let _ = owned.push_str(filter);
-            let id = self.new_id();
-            self.subs[free] = Some(Sub {
-                filter: owned,
-                qos,
-                id: Some(id),
-                replay_id: None,
-                unsubscribing,
-                sent: false,
-            });
-            id
         };
+        if sub.id.is_some() {
+            return Err(Error::WouldBlock);
+        }
+        // Not new_id(): `sub` borrows the table.
+        let id = take_id(&mut self.next_id);
+        (sub.qos, sub.unsubscribing, sub.id, sub.sent) = (qos, unsubscribing, Some(id), false);
         self.flush();
         Ok(Token(id))
     }
@@ -1001,17 +1022,17 @@ impl<
 
     /// The outcome of the operation `token`, once it is known (taken: asking again gives `None`).
     pub fn outcome(&mut self, token: Token) -> Option<Result<Outcome, Error>> {
+        // No operation has the id 0: that is a free entry.
         let slot = self
             .outcomes
             .iter_mut()
-            .find(|o| o.is_some_and(|(id, _)| id == token.0))?;
-        slot.take().map(|(_, r)| r)
+            .find(|(id, _)| token.0 != 0 && *id == token.0)?;
+        Some(core::mem::replace(slot, NO_OUTCOME).1)
     }
 
     /// Whether the operation `token` is still in flight.
     pub fn in_flight(&self, token: Token) -> bool {
-        self.pending.iter().flatten().any(|p| p.id == token.0)
-            || self.subs.iter().flatten().any(|s| s.id == Some(token.0))
+        self.pending.iter().any(|p| p.used() && p.id == token.0) || self.subs.iter().any(|s| s.id == Some(token.0))
     }
 
     /// The next event for the application: status changes first, then a received message copied into

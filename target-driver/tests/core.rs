@@ -2,8 +2,10 @@
 
 use embassy_time::{Duration, Instant};
 use protocol::link::LinkIo;
-use protocol::{ErrorKind, Event as BridgeEvent, FrameDecoder, Limits, Request, Status as BStatus, PROTOCOL_VERSION};
-use target_driver::{Config, Core, Error, Event, Outcome, QoS, ResetReason, Status};
+use protocol::{
+    ErrorKind, Event as BridgeEvent, FrameDecoder, Limits, Request, Status as BStatus, SubResult, PROTOCOL_VERSION,
+};
+use target_driver::{Config, Core, Error, Event, Outcome, QoS, ResetReason, Status, Token};
 
 type C = Core<'static>;
 
@@ -292,6 +294,34 @@ fn other_refusals_fail_the_publication_with_the_reason() {
         at(300),
     );
     assert_eq!(core.outcome(t), Some(Err(Error::Refused(ErrorKind::TooLong))));
+}
+
+#[test]
+fn the_id_0_names_no_operation_whatever_the_bridge_or_the_application_says() {
+    // A free entry of the driver's tables carries the id 0: no acknowledgement and no token may reach one.
+    let mut core = up();
+    let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
+    assert_eq!(sent(&mut core).len(), 1);
+    deliver(&mut core, &BridgeEvent::PubAck { id: 0 }, at(300));
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: 0,
+            result: SubResult::Granted(QoS::AtLeastOnce),
+        },
+        at(301),
+    );
+    deliver(&mut core, &BridgeEvent::UnsubAck { id: 0 }, at(302));
+    assert_eq!(core.outcome(Token(0)), None);
+    assert!(!core.in_flight(Token(0)));
+    assert!(core.in_flight(t) && core.outcome(t).is_none());
+    // The other entries are still free, and the publication still completes on its own acknowledgement.
+    for i in 1..target_driver::DEFAULT_PUBS {
+        core.publish("b", &[i as u8], QoS::AtLeastOnce, false).expect("room");
+    }
+    assert_eq!(core.publish("b", b"x", QoS::AtLeastOnce, false), Err(Error::WouldBlock));
+    deliver(&mut core, &BridgeEvent::PubAck { id: t.0 }, at(310));
+    assert_eq!(core.outcome(t), Some(Ok(Outcome::Published)));
 }
 
 #[test]
