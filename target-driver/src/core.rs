@@ -171,7 +171,12 @@ impl Pending {
         self.id != 0
     }
 
-    /// Where its topic and payload lie in the pool (empty for a free entry).
+    /// Frees the entry: only its id changes (the next publication writes every field).
+    fn free(&mut self) {
+        self.id = 0;
+    }
+
+    /// Where its topic and payload lie in the pool; a free entry's are left over.
     fn span(&self) -> core::ops::Range<usize> {
         let at = usize::from(self.at);
         at..at + usize::from(self.topic_len) + usize::from(self.payload_len)
@@ -207,6 +212,12 @@ impl<const T: usize> Sub<T> {
 
     fn used(&self) -> bool {
         !self.filter.is_empty()
+    }
+
+    /// Frees the entry: what marks it free (no filter, no request in flight), not a copy of [`Sub::FREE`].
+    fn free(&mut self) {
+        self.filter.clear();
+        (self.id, self.replay_id) = (None, None);
     }
 }
 
@@ -650,7 +661,7 @@ impl<
             BridgeEvent::PubAck { id } => {
                 self.restored_unasked = false;
                 if let Some(p) = self.pending_slot(id) {
-                    *p = Pending::FREE;
+                    p.free();
                     self.complete(id, Ok(Outcome::Published));
                 }
             }
@@ -670,7 +681,7 @@ impl<
                 if let Some(sub) = self.sub_slot(id) {
                     if outcome.is_err() {
                         // Refused: forgotten, not replayed.
-                        *sub = Sub::FREE;
+                        sub.free();
                     } else {
                         sub.id = None;
                     }
@@ -679,7 +690,7 @@ impl<
             }
             BridgeEvent::UnsubAck { id } => {
                 if let Some(sub) = self.sub_slot(id) {
-                    *sub = Sub::FREE;
+                    sub.free();
                 }
                 self.complete(id, Ok(Outcome::Unsubscribed));
             }
@@ -732,10 +743,10 @@ impl<
         }
         // Refused for good: a publication is dropped, a filter forgotten (it is not replayed either).
         if let Some(p) = self.pending_slot(id) {
-            *p = Pending::FREE;
+            p.free();
         }
         if let Some(sub) = self.sub_slot(id) {
-            *sub = Sub::FREE;
+            sub.free();
         }
         self.complete(id, Err(Error::Refused(kind)));
     }
@@ -749,7 +760,7 @@ impl<
             let p = &mut self.pending[i];
             if p.used() && p.qos == QoS::AtMostOnce && p.sent {
                 let id = p.id;
-                *p = Pending::FREE;
+                p.free();
                 self.complete(id, Err(Error::BridgeReset));
             } else {
                 p.sent = false;
@@ -938,10 +949,10 @@ impl<
                 return None;
             }
             // Every start before the end of the furthest entry overlapping [at, at + n) overlaps that entry too.
-            // A free entry's span is empty: it overlaps nothing.
             let blocking_end = self
                 .pending
                 .iter()
+                .filter(|p| p.used())
                 .map(Pending::span)
                 .filter(|span| span.start < at + n && at < span.end)
                 .map(|span| span.end)
@@ -981,7 +992,8 @@ impl<
             None => {
                 let free = self.subs.iter().position(|s| !s.used()).ok_or(Error::WouldBlock)?;
                 let sub = &mut self.subs[free];
-                // Fits: check_filter() bounds it by T. The rest of a free entry is as a new one starts.
+                // Fits: check_filter() bounds it by T. A free entry has no request in flight and no replay; the
+                // rest is set below.
                 let _ = sub.filter.push_str(filter);
                 sub
             }
@@ -1027,7 +1039,8 @@ impl<
             .outcomes
             .iter_mut()
             .find(|(id, _)| token.0 != 0 && *id == token.0)?;
-        Some(core::mem::replace(slot, NO_OUTCOME).1)
+        slot.0 = 0;
+        Some(slot.1)
     }
 
     /// Whether the operation `token` is still in flight.
