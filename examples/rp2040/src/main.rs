@@ -62,6 +62,9 @@ type Runner = target_driver::Runner<
 >;
 
 static RESOURCES: StaticCell<Resources> = StaticCell::new();
+/// The runner is handed to its task by reference: a task's argument taken by value is stored twice in the task
+/// (the argument and the local it is moved into).
+static RUNNER: StaticCell<Runner> = StaticCell::new();
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -81,7 +84,7 @@ async fn main(spawner: Spawner) {
     let Ok((client, runner)) = target_driver::new(pins, CONFIG, Timing::default(), resources) else {
         panic!("this chip's pins cannot fail");
     };
-    let (Ok(driver), Ok(events)) = (driver_task(runner), events_task(client, led)) else {
+    let (Ok(driver), Ok(events)) = (driver_task(RUNNER.init(runner)), events_task(client, led)) else {
         panic!("each task is spawned once");
     };
     spawner.spawn(driver);
@@ -91,7 +94,7 @@ async fn main(spawner: Spawner) {
 
 /// Runs the driver: the link, RST and the watchdog.
 #[embassy_executor::task]
-async fn driver_task(mut runner: Runner) -> ! {
+async fn driver_task(runner: &'static mut Runner) -> ! {
     runner.run().await
 }
 
