@@ -221,6 +221,14 @@ impl<const T: usize> Sub<T> {
     }
 }
 
+/// What [`Core::lend_message`] found.
+enum Lent<'a> {
+    /// Lent, its acknowledgement queued.
+    Message(Message<'a>),
+    /// Its topic and payload take `needed` bytes, more than the caller has room for: nothing done.
+    TooLarge { needed: usize, qos: QoS },
+}
+
 /// A request [`Core::flush`] sends, found by [`Core::next_due`].
 #[derive(Debug, Clone, Copy)]
 enum Due {
@@ -1057,28 +1065,21 @@ impl<
         if let Some(s) = self.statuses.pop_front() {
             return Some(Event::Status(s));
         }
-        // Checked before the message is lent (a second decode): a borrow returned on one path cannot be followed
-        // by a release on another.
-        let (needed, qos) = match BridgeEvent::decode(self.port.received()?) {
-            Ok(BridgeEvent::Message {
-                topic, payload, qos, ..
-            }) => (topic.len() + payload.len(), qos),
-            _ => return None,
-        };
-        if needed > buf.len() {
-            if qos == QoS::AtMostOnce {
+        let (tl, pl, qos, retain, dup) = match self.lend_message(buf.len())? {
+            Lent::Message(m) => {
+                let tl = m.topic.len();
+                buf[..tl].copy_from_slice(m.topic.as_bytes());
+                buf[tl..tl + m.payload.len()].copy_from_slice(m.payload);
+                (tl, m.payload.len(), m.qos, m.retain, m.dup)
+            }
+            Lent::TooLarge {
+                qos: QoS::AtMostOnce, ..
+            } => {
                 self.stats.dropped += 1;
                 self.port.release();
                 return None;
             }
-            return Some(Event::Status(Status::BufferTooSmall { needed }));
-        }
-        let (tl, pl, qos, retain, dup) = {
-            let m = self.lend_message()?;
-            let tl = m.topic.len();
-            buf[..tl].copy_from_slice(m.topic.as_bytes());
-            buf[tl..tl + m.payload.len()].copy_from_slice(m.payload);
-            (tl, m.payload.len(), m.qos, m.retain, m.dup)
+            Lent::TooLarge { needed, .. } => return Some(Event::Status(Status::BufferTooSmall { needed })),
         };
         self.return_lent();
         self.flush();
@@ -1101,7 +1102,11 @@ impl<
         if let Some(s) = self.statuses.pop_front() {
             return Some(Event::Status(s));
         }
-        self.lend_message().map(Event::Message)
+        match self.lend_message(usize::MAX)? {
+            Lent::Message(m) => Some(Event::Message(m)),
+            // Nothing is larger than usize::MAX.
+            Lent::TooLarge { .. } => None,
+        }
     }
 
     /// Frees the receive buffer of a message lent by [`Core::borrow_event`].
@@ -1111,9 +1116,10 @@ impl<
         }
     }
 
-    /// The message waiting in the port, if any: its acknowledgement (QoS 1) is queued and the frame is lent
-    /// (`self.lent`) until [`Core::return_lent`].
-    fn lend_message(&mut self) -> Option<Message<'_>> {
+    /// The message waiting in the port, if any: if its topic and payload take at most `room` bytes, its
+    /// acknowledgement (QoS 1) is queued and the frame is lent (`self.lent`) until [`Core::return_lent`]; otherwise
+    /// nothing changes (the caller decides).
+    fn lend_message(&mut self, room: usize) -> Option<Lent<'_>> {
         let Ok(BridgeEvent::Message {
             id,
             topic,
@@ -1125,6 +1131,10 @@ impl<
         else {
             return None;
         };
+        let needed = topic.len() + payload.len();
+        if needed > room {
+            return Some(Lent::TooLarge { needed, qos });
+        }
         if qos == QoS::AtLeastOnce && self.acks.push_back(id).is_err() {
             // Acknowledgements wait to be sent: the message waits for room among them.
             return None;
@@ -1135,13 +1145,13 @@ impl<
         self.ping = None;
         self.ping_due = false;
         self.stats.delivered += 1;
-        Some(Message {
+        Some(Lent::Message(Message {
             topic,
             payload,
             qos,
             retain,
             dup,
-        })
+        }))
     }
 
     /// Whether [`Core::take_event`] has something.
