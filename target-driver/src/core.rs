@@ -634,6 +634,8 @@ impl<
 
     fn handle_bridge_event(&mut self, ev: BridgeEvent<'static>, now: Instant) {
         use protocol::Status as S;
+        // Any frame proves the bridge alive.
+        self.ping = None;
         match ev {
             BridgeEvent::Ready { version, .. } => {
                 if version != PROTOCOL_VERSION {
@@ -682,33 +684,35 @@ impl<
                     }
                     return;
                 }
-                let outcome = match result {
-                    SubResult::Granted(qos) => Ok(Outcome::Subscribed(qos)),
-                    SubResult::Failure => Err(Error::SubscriptionFailed),
+                // Only the answer to a subscribe in flight completes one: a stray answer (to an id nothing waits
+                // for, or to an unsubscribe or a publication) would hand some other operation a wrong outcome.
+                let Some(sub) = self.sub_slot(id).filter(|s| !s.unsubscribing) else {
+                    return;
                 };
-                if let Some(sub) = self.sub_slot(id) {
-                    if outcome.is_err() {
+                let outcome = match result {
+                    SubResult::Granted(qos) => {
+                        sub.id = None;
+                        Ok(Outcome::Subscribed(qos))
+                    }
+                    SubResult::Failure => {
                         // Refused: forgotten, not replayed.
                         sub.free();
-                    } else {
-                        sub.id = None;
+                        Err(Error::SubscriptionFailed)
                     }
-                }
+                };
                 self.complete(id, outcome);
             }
             BridgeEvent::UnsubAck { id } => {
-                if let Some(sub) = self.sub_slot(id) {
+                if let Some(sub) = self.sub_slot(id).filter(|s| s.unsubscribing) {
                     sub.free();
+                    self.complete(id, Ok(Outcome::Unsubscribed));
                 }
-                self.complete(id, Ok(Outcome::Unsubscribed));
             }
             BridgeEvent::Pong { .. } | BridgeEvent::Message { .. } => {}
             BridgeEvent::Time { unix_ms } => self.time_answer = Some(unix_ms),
             BridgeEvent::Stats(s) => self.stats_answer = Some(s),
             BridgeEvent::Error { id, kind } => self.refused(id, kind),
         }
-        // Any frame proves the bridge alive.
-        self.ping = None;
     }
 
     fn refused(&mut self, id: u16, kind: ErrorKind) {
@@ -749,12 +753,14 @@ impl<
                 return;
             }
         }
-        // Refused for good: a publication is dropped, a filter forgotten (it is not replayed either).
+        // Refused for good: a publication is dropped, a filter forgotten (it is not replayed either). A refusal of
+        // an id nothing waits for completes nothing (it would take an entry of the outcome table).
         if let Some(p) = self.pending_slot(id) {
             p.free();
-        }
-        if let Some(sub) = self.sub_slot(id) {
+        } else if let Some(sub) = self.sub_slot(id) {
             sub.free();
+        } else {
+            return;
         }
         self.complete(id, Err(Error::Refused(kind)));
     }

@@ -857,3 +857,229 @@ fn a_message_at_the_default_limits_fits_the_default_receive_buffer() {
         other => panic!("expected the message, got {other:?}"),
     }
 }
+
+#[test]
+fn stray_answers_complete_nothing_and_evict_no_outcome() {
+    let mut core = up();
+    let p = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
+    let s = core.subscribe("s/#", QoS::AtLeastOnce).expect("s");
+    assert_eq!(sent(&mut core).len(), 2);
+    // Answers of the wrong kind for the ids in flight: a subscription's or an unsubscription's for the
+    // publication, an unsubscription's or a publication's for the subscription.
+    let granted = |id| BridgeEvent::SubAck {
+        id,
+        result: SubResult::Granted(QoS::AtLeastOnce),
+    };
+    deliver(&mut core, &granted(p.0), at(300));
+    deliver(&mut core, &BridgeEvent::UnsubAck { id: p.0 }, at(301));
+    deliver(&mut core, &BridgeEvent::UnsubAck { id: s.0 }, at(302));
+    deliver(&mut core, &BridgeEvent::PubAck { id: s.0 }, at(303));
+    assert_eq!((core.outcome(p), core.outcome(s)), (None, None));
+    assert!(core.in_flight(p) && core.in_flight(s));
+    // Their own answers complete them.
+    deliver(&mut core, &BridgeEvent::PubAck { id: p.0 }, at(310));
+    deliver(&mut core, &granted(s.0), at(311));
+    // More answers for ids nothing waits for than the table of outcomes holds: the two outcomes stay in it.
+    for id in 1000..1020 {
+        let kind = ErrorKind::TooLong;
+        deliver(&mut core, &BridgeEvent::Error { id, kind }, at(320));
+        deliver(&mut core, &granted(id), at(320));
+        deliver(&mut core, &BridgeEvent::UnsubAck { id }, at(320));
+    }
+    assert_eq!(core.outcome(p), Some(Ok(Outcome::Published)));
+    assert_eq!(core.outcome(s), Some(Ok(Outcome::Subscribed(QoS::AtLeastOnce))));
+}
+
+mod confused_bridge {
+    //! A bridge that answers at random, right or wrong: answers to the ids in flight of every kind, to ids nothing
+    //! waits for, refusals of every kind, restarts, garbage, silence. Whatever it does, every operation the core
+    //! accepted is either still in flight or has the one outcome its own answer allows, never another.
+
+    use std::collections::{HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Op {
+        Publish { qos1: bool },
+        Subscribe,
+        Unsubscribe,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Publish {
+            qos1: bool,
+            len: usize,
+        },
+        Subscribe(usize),
+        Unsubscribe(usize),
+        /// An answer for an id: `Some(i)` picks the i-th (modulo) of the ids the core has sent, `None` takes `any`.
+        PubAck(Option<usize>, u16),
+        SubAck(Option<usize>, u16, bool),
+        UnsubAck(Option<usize>, u16),
+        Refuse(Option<usize>, u16, u8),
+        Room,
+        Restart,
+        Message {
+            qos1: bool,
+            len: usize,
+        },
+        Garbage(Vec<u8>),
+        Wait(u64),
+    }
+
+    const FILTERS: [&str; 3] = ["a/#", "b/+", "c"];
+
+    fn step() -> impl Strategy<Value = Step> {
+        let pick = proptest::option::of(any::<usize>());
+        prop_oneof![
+            (any::<bool>(), 0..40usize).prop_map(|(qos1, len)| Step::Publish { qos1, len }),
+            (0..FILTERS.len()).prop_map(Step::Subscribe),
+            (0..FILTERS.len()).prop_map(Step::Unsubscribe),
+            (pick.clone(), any::<u16>()).prop_map(|(p, id)| Step::PubAck(p, id)),
+            (pick.clone(), any::<u16>(), any::<bool>()).prop_map(|(p, id, g)| Step::SubAck(p, id, g)),
+            (pick.clone(), any::<u16>()).prop_map(|(p, id)| Step::UnsubAck(p, id)),
+            (pick, any::<u16>(), 0..12u8).prop_map(|(p, id, k)| Step::Refuse(p, id, k)),
+            Just(Step::Room),
+            Just(Step::Restart),
+            (any::<bool>(), 0..60usize).prop_map(|(qos1, len)| Step::Message { qos1, len }),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Step::Garbage),
+            (0..1500u64).prop_map(Step::Wait),
+        ]
+    }
+
+    /// The ids of the requests the core queued (publications, subscriptions, unsubscriptions), in order.
+    fn sent_ids(core: &mut C, ids: &mut Vec<u16>) {
+        let mut dec: FrameDecoder<600> = FrameDecoder::new();
+        while let Some(b) = core.port().tx_next() {
+            if let protocol::Feed::Frame { message, .. } = dec.feed(&[b]) {
+                match Request::decode(message).expect("the core sends well-formed requests") {
+                    Request::Publish { id, .. } | Request::Subscribe { id, .. } | Request::Unsubscribe { id, .. } => {
+                        ids.push(id)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn every_operation_ends_with_its_own_answer_or_waits(steps in proptest::collection::vec(step(), 1..80)) {
+            let mut core = up();
+            let mut now = 300;
+            let mut ids: Vec<u16> = Vec::new();
+            let mut ops: HashMap<u16, Op> = HashMap::new();
+            let mut done: HashSet<u16> = HashSet::new();
+            // The answers delivered, by id.
+            let mut pubacks = HashSet::new();
+            let mut subacks = HashSet::new();
+            let mut unsubacks = HashSet::new();
+            let mut refusals = HashSet::new();
+            let mut buf = [0u8; 256];
+            for step in steps {
+                now += 1;
+                let id_of = |pick: Option<usize>, any: u16| match pick {
+                    Some(i) if !ids.is_empty() => ids[i % ids.len()],
+                    _ => any,
+                };
+                let mut answer = None;
+                match step {
+                    Step::Publish { qos1, len } => {
+                        let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                        if let Ok(t) = core.publish("t/p", &vec![0xA5; len], qos, false) {
+                            ops.insert(t.0, Op::Publish { qos1 });
+                        }
+                    }
+                    Step::Subscribe(f) => {
+                        if let Ok(t) = core.subscribe(FILTERS[f], QoS::AtLeastOnce) {
+                            ops.insert(t.0, Op::Subscribe);
+                        }
+                    }
+                    Step::Unsubscribe(f) => {
+                        if let Ok(t) = core.unsubscribe(FILTERS[f]) {
+                            ops.insert(t.0, Op::Unsubscribe);
+                        }
+                    }
+                    Step::PubAck(p, any) => {
+                        let id = id_of(p, any);
+                        pubacks.insert(id);
+                        answer = Some(BridgeEvent::PubAck { id });
+                    }
+                    Step::SubAck(p, any, granted) => {
+                        let id = id_of(p, any);
+                        subacks.insert((id, granted));
+                        let result = if granted { SubResult::Granted(QoS::AtLeastOnce) } else { SubResult::Failure };
+                        answer = Some(BridgeEvent::SubAck { id, result });
+                    }
+                    Step::UnsubAck(p, any) => {
+                        let id = id_of(p, any);
+                        unsubacks.insert(id);
+                        answer = Some(BridgeEvent::UnsubAck { id });
+                    }
+                    Step::Refuse(p, any, kind) => {
+                        let (id, kind) = (id_of(p, any), ErrorKind::from(kind));
+                        refusals.insert((id, kind));
+                        answer = Some(BridgeEvent::Error { id, kind });
+                    }
+                    Step::Room => answer = Some(BridgeEvent::Status(BStatus::Backpressure { full: false })),
+                    Step::Restart => answer = Some(ready(PROTOCOL_VERSION)),
+                    Step::Message { qos1, len } => {
+                        let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                        let payload = vec![0x5A; len];
+                        deliver(&mut core, &BridgeEvent::Message {
+                            id: 7, topic: "m/x", payload: &payload, qos, retain: false, dup: false,
+                        }, at(now));
+                    }
+                    Step::Garbage(bytes) => {
+                        for b in bytes.into_iter().chain([0]) {
+                            let _ = core.port().rx(b);
+                        }
+                        core.handle_frame(at(now));
+                    }
+                    Step::Wait(ms) => {
+                        now += ms;
+                        core.handle_timeout(at(now));
+                        if core.take_link_reset() {
+                            // A reset bridge comes back.
+                            core.handle_timeout(at(now + 100));
+                            now += 100;
+                            answer = Some(ready(PROTOCOL_VERSION));
+                        }
+                    }
+                }
+                if let Some(ev) = answer {
+                    deliver(&mut core, &ev, at(now));
+                }
+                // The application takes whatever waits for it; the link carries what the core queued.
+                while core.take_event(&mut buf).is_some() {}
+                core.flush();
+                sent_ids(&mut core, &mut ids);
+                for (&id, &op) in &ops {
+                    if done.contains(&id) {
+                        continue;
+                    }
+                    let Some(outcome) = core.outcome(Token(id)) else {
+                        prop_assert!(core.in_flight(Token(id)), "{op:?} {id} has no outcome and is not in flight");
+                        continue;
+                    };
+                    let allowed = match (op, outcome) {
+                        (Op::Publish { .. }, Ok(Outcome::Published)) => pubacks.contains(&id),
+                        (Op::Publish { qos1: false }, Err(Error::BridgeReset)) => true,
+                        (Op::Subscribe, Ok(Outcome::Subscribed(_))) => subacks.contains(&(id, true)),
+                        (Op::Subscribe, Err(Error::SubscriptionFailed)) => subacks.contains(&(id, false)),
+                        (Op::Unsubscribe, Ok(Outcome::Unsubscribed)) => unsubacks.contains(&id),
+                        (_, Err(Error::Refused(kind))) => refusals.contains(&(id, kind)),
+                        _ => false,
+                    };
+                    prop_assert!(allowed, "{op:?} {id} ended with {outcome:?}, which no answer of its own gave");
+                    done.insert(id);
+                }
+            }
+        }
+    }
+}
