@@ -892,8 +892,9 @@ fn stray_answers_complete_nothing_and_evict_no_outcome() {
 
 mod confused_bridge {
     //! A bridge that answers at random, right or wrong: answers to the ids in flight of every kind, to ids nothing
-    //! waits for, refusals of every kind, restarts, garbage, silence. Whatever it does, every operation the core
-    //! accepted is either still in flight or has the one outcome its own answer allows, never another.
+    //! waits for, refusals of every kind, restarts (with another version too), statuses, garbage, silence.
+    //! Whatever it does, every operation the core accepted is either still in flight or has the one outcome its own
+    //! answer allows, never another.
 
     use std::collections::{HashMap, HashSet};
 
@@ -922,7 +923,10 @@ mod confused_bridge {
         UnsubAck(Option<usize>, u16),
         Refuse(Option<usize>, u16, u8),
         Room,
-        Restart,
+        /// A Ready: the bridge restarted, with this protocol's version or another.
+        Restart(bool),
+        /// An answer that concerns no operation: a pong, the time, counters, a WiFi or broker status.
+        Chatter(u8),
         Message {
             qos1: bool,
             len: usize,
@@ -944,7 +948,8 @@ mod confused_bridge {
             (pick.clone(), any::<u16>()).prop_map(|(p, id)| Step::UnsubAck(p, id)),
             (pick, any::<u16>(), 0..12u8).prop_map(|(p, id, k)| Step::Refuse(p, id, k)),
             Just(Step::Room),
-            Just(Step::Restart),
+            any::<bool>().prop_map(Step::Restart),
+            (0..6u8).prop_map(Step::Chatter),
             (any::<bool>(), 0..60usize).prop_map(|(qos1, len)| Step::Message { qos1, len }),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(Step::Garbage),
             (0..1500u64).prop_map(Step::Wait),
@@ -1027,7 +1032,19 @@ mod confused_bridge {
                         answer = Some(BridgeEvent::Error { id, kind });
                     }
                     Step::Room => answer = Some(BridgeEvent::Status(BStatus::Backpressure { full: false })),
-                    Step::Restart => answer = Some(ready(PROTOCOL_VERSION)),
+                    Step::Restart(same) => answer = Some(ready(if same { PROTOCOL_VERSION } else { PROTOCOL_VERSION + 1 })),
+                    Step::Chatter(which) => {
+                        answer = Some(match which {
+                            0 => BridgeEvent::Pong { id: 9 },
+                            1 => BridgeEvent::Time { unix_ms: Some(1) },
+                            2 => BridgeEvent::Stats(protocol::Stats::default()),
+                            3 => BridgeEvent::Status(BStatus::WifiDown),
+                            4 => BridgeEvent::Status(BStatus::BrokerDown {
+                                reason: protocol::DownReason::Unreachable,
+                            }),
+                            _ => BridgeEvent::Status(BStatus::BrokerUp { session_present: false }),
+                        })
+                    }
                     Step::Message { qos1, len } => {
                         let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
                         let payload = vec![0x5A; len];
