@@ -28,7 +28,8 @@ pub struct Config<'a> {
     pub will: Option<Will<'a>>,
     /// Ask the bridge for TLS to the broker.
     pub tls: bool,
-    /// When the bridge has been silent this long, the driver pings it.
+    /// When the bridge has been silent this long, the driver pings it. Not while a message waits for the
+    /// application: that message holds the link, so the bridge could not answer.
     pub watchdog: Duration,
     /// A ping unanswered this long means the bridge is stuck: the driver resets it.
     pub ping_timeout: Duration,

@@ -488,8 +488,10 @@ impl<
 
     /// Advances the timers to `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if core::mem::take(&mut self.heard) {
-            // A message the application took since: the bridge was alive then.
+        if core::mem::take(&mut self.heard) || self.port.received().is_some() {
+            // A message the application took since, or one still waiting for it: the bridge was alive then. While
+            // one waits, the link is held on this side and the bridge could not answer a ping: an application slow
+            // to take a message must not get the bridge reset (and the message dropped).
             self.last_rx = now;
         }
         let timer = self.timer();

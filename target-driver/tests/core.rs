@@ -411,15 +411,9 @@ fn a_bridge_reset_while_a_message_is_lent_loses_no_later_frame() {
     };
     deliver(&mut core, &msg, at(300));
     assert!(matches!(core.borrow_event(), Some(Event::Message(_))));
-    // The watchdog gives up on the bridge while the message is lent (ping, no answer): the port is cleared.
-    for _ in 0..4 {
-        if !core.rst_level() {
-            break;
-        }
-        let t = core.poll_at();
-        core.handle_timeout(t);
-    }
-    assert!(!core.rst_level(), "the watchdog did not reset the bridge");
+    // The link fails while the message is lent: the bridge is reset and the port cleared.
+    core.handle_link_error(at(400));
+    assert!(!core.rst_level(), "the link fault did not reset the bridge");
     let t = core.poll_at();
     core.handle_timeout(t);
     assert!(core.rst_level() && core.take_link_reset());
@@ -859,6 +853,38 @@ fn a_message_at_the_default_limits_fits_the_default_receive_buffer() {
 }
 
 #[test]
+fn an_application_slow_to_take_a_message_does_not_get_the_bridge_reset() {
+    let mut core = up();
+    let msg = BridgeEvent::Message {
+        id: 5,
+        topic: "m",
+        payload: b"x",
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        dup: false,
+    };
+    deliver(&mut core, &msg, at(300));
+    // Ten seconds, five watchdog periods, with the message waiting: the link is held on this side, so the
+    // bridge could not answer a ping; no ping, no reset.
+    for t in (400..10_400).step_by(100) {
+        core.handle_timeout(at(t));
+        core.flush();
+    }
+    assert!(sent(&mut core).is_empty());
+    assert!(core.rst_level() && core.bridge_up());
+    assert_eq!(core.stats().resets, 1);
+    let mut buf = [0u8; 64];
+    assert!(matches!(core.take_event(&mut buf), Some(Event::Message(_))));
+    assert_eq!(sent(&mut core), ["ack 5"]);
+    // Then the watchdog goes on from there: a silent bridge is pinged one period later.
+    core.handle_timeout(at(10_400));
+    core.handle_timeout(at(10_400 + 1_900));
+    assert!(sent(&mut core).is_empty());
+    core.handle_timeout(at(10_400 + 2_000));
+    assert_eq!(sent(&mut core), ["ping"]);
+}
+
+#[test]
 fn stray_answers_complete_nothing_and_evict_no_outcome() {
     let mut core = up();
     let p = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
@@ -1095,6 +1121,130 @@ mod confused_bridge {
                     };
                     prop_assert!(allowed, "{op:?} {id} ended with {outcome:?}, which no answer of its own gave");
                     done.insert(id);
+                }
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Inbound {
+        /// The bridge sends a message (when the link is free: a message not yet taken holds it).
+        Deliver {
+            qos1: bool,
+            len: usize,
+        },
+        /// The application takes the next event: lent, or copied into a buffer of this size.
+        Take {
+            copy: Option<usize>,
+        },
+        Restart,
+        Wait(u64),
+    }
+
+    fn inbound() -> impl Strategy<Value = Inbound> {
+        prop_oneof![
+            (any::<bool>(), 0..100usize).prop_map(|(qos1, len)| Inbound::Deliver { qos1, len }),
+            proptest::option::of(0..120usize).prop_map(|copy| Inbound::Take { copy }),
+            Just(Inbound::Restart),
+            (0..1500u64).prop_map(Inbound::Wait),
+        ]
+    }
+
+    /// The acknowledgements the core queued, in order.
+    fn sent_acks(core: &mut C, acks: &mut Vec<u16>) {
+        let mut dec: FrameDecoder<600> = FrameDecoder::new();
+        while let Some(b) = core.port().tx_next() {
+            if let protocol::Feed::Frame { message, .. } = dec.feed(&[b]) {
+                if let Request::Ack { id } = Request::decode(message).expect("the core sends well-formed requests") {
+                    acks.push(id);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn a_qos1_message_is_acknowledged_once_taken_never_before(steps in proptest::collection::vec(inbound(), 1..80)) {
+            let mut core = up();
+            let mut now = 300;
+            let mut next_id = 1u16;
+            // QoS 1 messages taken whose acknowledgement has not gone out; the ids ever acknowledged.
+            let mut owed: Vec<u16> = Vec::new();
+            let mut acked: Vec<u16> = Vec::new();
+            let mut taken: Vec<u16> = Vec::new();
+            // The id of the message the bridge sent last, for the event that hands it out.
+            let mut last: Option<(u16, QoS)> = None;
+            let mut buf = [0u8; 120];
+            for step in steps {
+                now += 1;
+                let event = match step {
+                    Inbound::Deliver { qos1, len } => {
+                        // Only to a core that has the bridge up (a reset bridge starts with its Ready) and a free
+                        // link (a message not yet taken holds it).
+                        if core.bridge_up() && core.port().received().is_none() {
+                            let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
+                            let payload = vec![0x11; len];
+                            let msg = BridgeEvent::Message {
+                                id: next_id, topic: "m", payload: &payload, qos, retain: false, dup: false,
+                            };
+                            deliver(&mut core, &msg, at(now));
+                            last = Some((next_id, qos));
+                            next_id += 1;
+                        }
+                        None
+                    }
+                    Inbound::Take { copy: None } => core.borrow_event().map(|e| match e {
+                        Event::Message(m) => Err(m.qos),
+                        Event::Status(s) => Ok(s),
+                    }),
+                    Inbound::Take { copy: Some(n) } => core.take_event(&mut buf[..n]).map(|e| match e {
+                        Event::Message(m) => Err(m.qos),
+                        Event::Status(s) => Ok(s),
+                    }),
+                    Inbound::Restart => {
+                        // Not while a message holds the link: the bridge's Ready waits behind it.
+                        if core.port().received().is_none() {
+                            deliver(&mut core, &ready(PROTOCOL_VERSION), at(now));
+                        }
+                        None
+                    }
+                    Inbound::Wait(ms) => {
+                        now += ms;
+                        core.handle_timeout(at(now));
+                        if core.take_link_reset() {
+                            now += 100;
+                            core.handle_timeout(at(now));
+                            deliver(&mut core, &ready(PROTOCOL_VERSION), at(now));
+                        }
+                        None
+                    }
+                };
+                match event {
+                    // A reset or restart forgets the acknowledgements not yet sent (the broker sends those messages
+                    // again) and the message held, if any.
+                    Some(Ok(Status::BridgeReset(_))) => owed.clear(),
+                    Some(Err(qos)) => {
+                        let (id, sent_qos) = last.expect("a message was handed out that the bridge never sent");
+                        prop_assert_eq!(qos, sent_qos);
+                        prop_assert!(!taken.contains(&id), "message {} handed out twice", id);
+                        taken.push(id);
+                        if qos == QoS::AtLeastOnce {
+                            owed.push(id);
+                        }
+                    }
+                    _ => {}
+                }
+                core.flush();
+                let before = acked.len();
+                sent_acks(&mut core, &mut acked);
+                for id in &acked[before..] {
+                    prop_assert!(owed.contains(id), "ack {} for a message not taken, or acknowledged twice", id);
+                    owed.retain(|o| o != id);
+                }
+                if core.bridge_up() {
+                    // Taken and the bridge up: the acknowledgement went out with this turn.
+                    prop_assert!(owed.is_empty(), "acknowledgements owed: {:?}", owed);
                 }
             }
         }
