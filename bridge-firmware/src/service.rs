@@ -33,7 +33,7 @@ use protocol::{
     Config, DownReason, ErrorKind, Event as LinkEvent, Limits, Port, QoS, Request, Stats, Status, SubResult,
     MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
-use resilient_mqtt::session::{MAX_FILTER_LEN, MAX_PENDING_ACKS};
+use resilient_mqtt::session::{MAX_FILTER_LEN, MAX_PENDING_ACKS, MAX_PENDING_REQUESTS};
 use resilient_mqtt::{
     Client, ConfigError, DisconnectReason, Event as MqttEvent, Instant, Options, PublishError, RequestError, SubAckCode,
 };
@@ -171,8 +171,9 @@ pub struct Bridge<
     refusals: Vec<u16, QUEUE>,
     /// The target's ids of the publications in the session (their order does not matter).
     pubs: Vec<(u16, QoS), QUEUE>,
-    /// Subscribe/unsubscribe requests waiting for the broker.
-    requests_pending: usize,
+    /// The target's ids of the subscribe and unsubscribe requests waiting for the broker: a copy of one (the target
+    /// sends a request again when its answer is late) is not passed on.
+    requests: Vec<u16, MAX_PENDING_REQUESTS>,
     backpressure: bool,
     /// Cleared at every connection change: a delivery of an earlier connection cannot be acknowledged any more
     /// (the broker redelivers it).
@@ -285,7 +286,7 @@ impl<
             out: Deque::new(),
             refusals: Vec::new(),
             pubs: Vec::new(),
-            requests_pending: 0,
+            requests: Vec::new(),
             backpressure: false,
             deliveries: Vec::new(),
             next_delivery: 0,
@@ -681,7 +682,7 @@ impl<
             }
             self.pubs.clear();
             self.deliveries.clear();
-            self.requests_pending = 0;
+            self.requests.clear();
             self.set_backpressure(false);
         }
         info!("configured (client id of {} bytes)", c.client_id.len());
@@ -767,8 +768,16 @@ impl<
             self.error(id, ErrorKind::TooLong);
             return Taken::Done;
         }
+        if self.requests.contains(&id) {
+            // Sent again by a target that did not see our answer yet: the first one's answer will do.
+            debug!("subscription {} already waiting for the broker", id);
+            return Taken::Done;
+        }
         match session.subscribe(u32::from(id), &[(filter, mqtt_qos)]) {
-            Ok(()) => self.requests_pending += 1,
+            // Room: the session refuses more than MAX_PENDING_REQUESTS.
+            Ok(()) => {
+                let _ = self.requests.push(id);
+            }
             Err(e) => self.error(id, Self::request_error(e)),
         }
         Taken::Done
@@ -783,8 +792,14 @@ impl<
             self.error(id, ErrorKind::TooLong);
             return Taken::Done;
         }
+        if self.requests.contains(&id) {
+            debug!("unsubscription {} already waiting for the broker", id);
+            return Taken::Done;
+        }
         match session.unsubscribe(u32::from(id), &[filter]) {
-            Ok(()) => self.requests_pending += 1,
+            Ok(()) => {
+                let _ = self.requests.push(id);
+            }
             Err(e) => self.error(id, Self::request_error(e)),
         }
         Taken::Done
@@ -859,12 +874,12 @@ impl<
                 }
             }
             MqttEvent::Subscribed { token, results } => {
-                self.requests_pending = self.requests_pending.saturating_sub(1);
+                self.requests.retain(|&r| u32::from(r) != token);
                 let result = sub_result(results.first());
                 self.push(Control::SubAck(token as u16, result));
             }
             MqttEvent::Unsubscribed { token } => {
-                self.requests_pending = self.requests_pending.saturating_sub(1);
+                self.requests.retain(|&r| u32::from(r) != token);
                 self.push(Control::UnsubAck(token as u16));
             }
             MqttEvent::Connected { session_present } => {

@@ -739,6 +739,41 @@ fn the_same_configuration_keeps_the_session_and_another_replaces_it() {
 }
 
 #[test]
+fn a_copy_of_a_subscribe_still_waiting_for_the_broker_is_not_passed_on() {
+    // The target sends a request again when its answer is late: the copy must not become a second SUBSCRIBE.
+    let (mut r, _) = Rig::<Std>::connected(false);
+    let req = Request::Subscribe {
+        id: 4,
+        filter: "d/#",
+        qos: QoS::AtLeastOnce,
+    };
+    assert_eq!(r.request(&req), vec![]);
+    assert_eq!(r.request(&req), vec![]);
+    let sent = r.broker_reads();
+    let [Pk::Subscribe { pid, .. }] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    r.broker_sends(&Packet::SubAck(SubAck {
+        packet_id: pid,
+        codes: &[1],
+    }));
+    assert_eq!(r.pump(), vec![Ev::SubAck(4, SubResult::Granted(QoS::AtLeastOnce))]);
+    // Answered: a later copy (that answer was lost on the link) is a new request, answered again.
+    r.request(&req);
+    assert!(matches!(r.broker_reads()[..], [Pk::Subscribe { .. }]));
+    // An unsubscribe's copy likewise.
+    let unsub = Request::Unsubscribe { id: 5, filter: "d/#" };
+    r.request(&unsub);
+    r.request(&unsub);
+    let unsubs = r
+        .broker_reads()
+        .into_iter()
+        .filter(|p| matches!(p, Pk::Unsubscribe { .. }))
+        .count();
+    assert_eq!(unsubs, 1);
+}
+
+#[test]
 fn unsubscribe_is_answered_after_the_broker_unsuback() {
     let (mut r, _) = Rig::<Std>::connected(false);
     subscribe(&mut r, 1, "u/#");
