@@ -39,11 +39,17 @@ pub struct Config<'a> {
     pub ready_timeout: Duration,
     /// Longest pause between two reset attempts of a bridge that does not answer (the pauses double up to it).
     pub max_reset_backoff: Duration,
+    /// How often the driver looks for answers that are late: a request still unanswered at two of these checks
+    /// (between one and two of these after it was sent) is taken for lost on the link and sent again under its id
+    /// (a QoS 0 publication ends with [`Error::Unconfirmed`](crate::Error::Unconfirmed) instead). The bridge
+    /// recognises a request it still works on, so a slow broker costs only the copies.
+    pub answer_timeout: Duration,
 }
 
 impl<'a> Config<'a> {
     /// A configuration with the usual defaults: no credentials, keepalive 30 s, persistent session, no will, no
-    /// TLS, watchdog 2 s, ping timeout 1 s, reset pulse 100 ms, ready timeout 5 s, reset backoff up to 60 s.
+    /// TLS, watchdog 2 s, ping timeout 1 s, reset pulse 100 ms, ready timeout 5 s, reset backoff up to 60 s, answers
+    /// checked every 5 s.
     pub const fn new(
         wifi_ssid: &'a str,
         wifi_password: &'a str,
@@ -68,6 +74,7 @@ impl<'a> Config<'a> {
             reset_pulse: Duration::from_millis(100),
             ready_timeout: Duration::from_secs(5),
             max_reset_backoff: Duration::from_secs(60),
+            answer_timeout: Duration::from_secs(5),
         }
     }
 

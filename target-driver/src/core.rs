@@ -152,6 +152,9 @@ struct Pending {
     sent: bool,
     /// Sent at least once before (a later send is a resend).
     tried: bool,
+    /// Sent and unanswered at the last answer check ([`Core::check_answers`]): unanswered at the next, it is sent
+    /// again.
+    aged: bool,
 }
 
 impl Pending {
@@ -165,6 +168,7 @@ impl Pending {
         retain: false,
         sent: false,
         tried: false,
+        aged: false,
     };
 
     fn used(&self) -> bool {
@@ -197,6 +201,8 @@ struct Sub<const T: usize> {
     /// `id` is an unsubscription.
     unsubscribing: bool,
     sent: bool,
+    /// As [`Pending::aged`].
+    aged: bool,
 }
 
 impl<const T: usize> Sub<T> {
@@ -208,6 +214,7 @@ impl<const T: usize> Sub<T> {
         replay_id: None,
         unsubscribing: false,
         sent: false,
+        aged: false,
     };
 
     fn used(&self) -> bool {
@@ -241,6 +248,35 @@ enum Due {
     Stats,
     /// The publication in this entry of the table.
     Publish(usize),
+}
+
+/// A request without an id (the time, the bridge's counters): wanted until its answer comes, and sent again when
+/// the answer is late (lost on the link) or the bridge was reset.
+#[derive(Debug, Clone, Copy, Default)]
+struct Query {
+    wanted: bool,
+    /// To be sent.
+    due: bool,
+    /// As [`Pending::aged`].
+    aged: bool,
+}
+
+impl Query {
+    fn ask(&mut self) {
+        (self.wanted, self.due) = (true, true);
+    }
+
+    fn answered(&mut self) {
+        (self.wanted, self.due) = (false, false);
+    }
+
+    /// At an answer check: a request sent and still unanswered at the previous one is sent again.
+    fn check(&mut self) {
+        if self.wanted && !self.due {
+            self.due = self.aged;
+            self.aged = !self.aged;
+        }
+    }
 }
 
 /// Where the bridge is in its life.
@@ -345,8 +381,10 @@ pub struct Core<
     configured: bool,
     ping: Option<(u16, Instant)>,
     ping_due: bool,
-    time_due: bool,
-    stats_due: bool,
+    time_query: Query,
+    stats_query: Query,
+    /// When [`Core::check_answers`] looks for answers that are late next.
+    answers_check: Instant,
     last_rx: Instant,
     attempts: u32,
     next_id: u16,
@@ -415,8 +453,9 @@ impl<
             configured: false,
             ping: None,
             ping_due: false,
-            time_due: false,
-            stats_due: false,
+            time_query: Query::default(),
+            stats_query: Query::default(),
+            answers_check: now,
             last_rx: now,
             attempts: 0,
             next_id: 1,
@@ -483,7 +522,12 @@ impl<
 
     /// When the core wants [`Core::handle_timeout`] to be called at the latest.
     pub fn poll_at(&self) -> Instant {
-        self.timer().at()
+        let at = self.timer().at();
+        if self.phase == Phase::Up {
+            at.min(self.answers_check)
+        } else {
+            at
+        }
     }
 
     /// Advances the timers to `now`.
@@ -493,6 +537,9 @@ impl<
             // one waits, the link is held on this side and the bridge could not answer a ping: an application slow
             // to take a message must not get the bridge reset (and the message dropped).
             self.last_rx = now;
+        }
+        if self.phase == Phase::Up && now >= self.answers_check {
+            self.check_answers(now);
         }
         let timer = self.timer();
         if now < timer.at() {
@@ -652,6 +699,7 @@ impl<
                 }
                 info!("bridge ready");
                 self.phase = Phase::Up;
+                self.answers_check = now + self.config.answer_timeout;
                 self.attempts = 0;
                 self.configured = false;
                 self.status(Status::BridgeReady);
@@ -711,8 +759,14 @@ impl<
                 }
             }
             BridgeEvent::Pong { .. } | BridgeEvent::Message { .. } => {}
-            BridgeEvent::Time { unix_ms } => self.time_answer = Some(unix_ms),
-            BridgeEvent::Stats(s) => self.stats_answer = Some(s),
+            BridgeEvent::Time { unix_ms } => {
+                self.time_query.answered();
+                self.time_answer = Some(unix_ms);
+            }
+            BridgeEvent::Stats(s) => {
+                self.stats_query.answered();
+                self.stats_answer = Some(s);
+            }
             BridgeEvent::Error { id, kind } => self.refused(id, kind),
         }
     }
@@ -767,6 +821,41 @@ impl<
         self.complete(id, Err(Error::Refused(kind)));
     }
 
+    /// Every `Config::answer_timeout`: a request sent before the previous check and still unanswered is taken for
+    /// lost on the link (the request or its answer). A QoS 1 publication, a subscribe or unsubscribe (the
+    /// application's or a replay) and a question are sent again under the same id, which the bridge recognises while
+    /// it still works on the first; a QoS 0 publication ends with [`Error::Unconfirmed`] instead (at most once).
+    fn check_answers(&mut self, now: Instant) {
+        self.answers_check = now + self.config.answer_timeout;
+        for i in 0..PUBS {
+            let p = &mut self.pending[i];
+            if !(p.used() && p.sent) {
+                continue;
+            }
+            if !p.aged {
+                p.aged = true;
+            } else if p.qos == QoS::AtLeastOnce {
+                p.sent = false;
+            } else {
+                let id = p.id;
+                p.free();
+                self.complete(id, Err(Error::Unconfirmed));
+            }
+        }
+        for s in &mut self.subs {
+            if s.used() && s.sent && (s.id.is_some() || s.replay_id.is_some()) {
+                if s.aged {
+                    s.sent = false;
+                } else {
+                    s.aged = true;
+                }
+            }
+        }
+        self.time_query.check();
+        self.stats_query.check();
+        self.flush();
+    }
+
     /// After a bridge reset or restart: everything is to be sent again, except QoS 0 publications already handed
     /// over, which end with [`Error::BridgeReset`] (at most once: they may or may not have reached the broker).
     fn reset_state_for_restore(&mut self) {
@@ -785,6 +874,9 @@ impl<
         for s in &mut self.subs {
             s.sent = false;
         }
+        // A question in flight went with the bridge: asked again.
+        self.time_query.due = self.time_query.wanted;
+        self.stats_query.due = self.stats_query.wanted;
     }
 
     /// Queues every request that is due and fits: configuration first, then subscriptions, publications, acks.
@@ -802,10 +894,11 @@ impl<
                 Due::Ping(id) => Request::Ping { id },
                 Due::Filter(i) => {
                     let sub = &mut self.subs[i];
-                    let id = match sub.id {
+                    // The application's request, or a replay (sent again under its id if its answer is late).
+                    let id = match sub.id.or(sub.replay_id) {
                         Some(id) => id,
                         None => {
-                            // A replay: nobody waits for its outcome. Not new_id(): `sub` borrows the table.
+                            // A new replay: nobody waits for its outcome. Not new_id(): `sub` borrows the table.
                             let id = take_id(&mut self.next_id);
                             sub.replay_id = Some(id);
                             id
@@ -876,10 +969,10 @@ impl<
         if let Some(&id) = self.acks.front() {
             return Some(Due::Ack(id));
         }
-        if self.time_due {
+        if self.time_query.due {
             return Some(Due::Time);
         }
-        if self.stats_due {
+        if self.stats_query.due {
             return Some(Due::Stats);
         }
         if self.backpressure {
@@ -899,19 +992,18 @@ impl<
         match due {
             Due::Configure => self.configured = true,
             Due::Ping(_) => self.ping_due = false,
-            Due::Filter(i) => self.subs[i].sent = true,
+            Due::Filter(i) => (self.subs[i].sent, self.subs[i].aged) = (true, false),
             Due::Ack(_) => {
                 self.acks.pop_front();
             }
-            Due::Time => self.time_due = false,
-            Due::Stats => self.stats_due = false,
+            Due::Time => (self.time_query.due, self.time_query.aged) = (false, false),
+            Due::Stats => (self.stats_query.due, self.stats_query.aged) = (false, false),
             Due::Publish(i) => {
                 let p = &mut self.pending[i];
                 if p.tried {
                     self.stats.resent += 1;
                 }
-                p.sent = true;
-                p.tried = true;
+                (p.sent, p.tried, p.aged) = (true, true, false);
             }
         }
     }
@@ -952,6 +1044,7 @@ impl<
             retain,
             sent: false,
             tried: false,
+            aged: false,
         };
         self.flush();
         Ok(Token(id))
@@ -1027,7 +1120,7 @@ impl<
     /// Asks the bridge for the time; the answer comes from [`Core::take_time`].
     pub fn request_time(&mut self) {
         self.time_answer = None;
-        self.time_due = true;
+        self.time_query.ask();
         self.flush();
     }
 
@@ -1039,7 +1132,7 @@ impl<
     /// Asks the bridge for its counters; the answer comes from [`Core::take_bridge_stats`].
     pub fn request_stats(&mut self) {
         self.stats_answer = None;
-        self.stats_due = true;
+        self.stats_query.ask();
         self.flush();
     }
 

@@ -41,6 +41,10 @@ pub enum Error {
     /// The bridge was reset before it confirmed this QoS 0 publication, which is not resent (at most once): it may
     /// or may not have reached the broker.
     BridgeReset,
+    /// The bridge did not confirm this QoS 0 publication in time ([`Config::answer_timeout`](crate::Config)): the
+    /// request or its answer may have been lost on the link, or the broker is slow or down. It is not resent (at
+    /// most once): it may or may not reach the broker.
+    Unconfirmed,
 }
 
 impl core::fmt::Display for TopicError {
@@ -67,6 +71,7 @@ impl core::fmt::Display for Error {
             Error::Refused(kind) => write!(f, "the bridge refused: {kind:?}"),
             Error::SubscriptionFailed => f.write_str("the broker refused the subscription"),
             Error::BridgeReset => f.write_str("the bridge was reset before it confirmed this QoS 0 publication"),
+            Error::Unconfirmed => f.write_str("the bridge did not confirm this QoS 0 publication in time"),
         }
     }
 }

@@ -83,7 +83,12 @@ fn statuses(core: &mut C) -> Vec<Status> {
 
 /// A core whose bridge came up at 200 ms and was configured.
 fn up() -> C {
-    let mut core = C::new(config(), at(0));
+    up_with(config())
+}
+
+/// A core with this configuration, its bridge up and configured at 200 ms.
+fn up_with(config: Config<'static>) -> C {
+    let mut core = C::new(config, at(0));
     assert!(!core.rst_level(), "start-up must hold the bridge in reset");
     core.handle_timeout(at(100));
     assert!(core.rst_level());
@@ -884,6 +889,83 @@ fn an_application_slow_to_take_a_message_does_not_get_the_bridge_reset() {
     assert_eq!(sent(&mut core), ["ping"]);
 }
 
+/// Runs the core's timers from `from` to `to` ms in steps of 100 ms, answering its pings; everything else it sends.
+fn run_answering_pings(core: &mut C, from: u64, to: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in (from..=to).step_by(100) {
+        core.handle_timeout(at(t));
+        for line in sent(core) {
+            if line == "ping" {
+                deliver(core, &BridgeEvent::Pong { id: 0 }, at(t));
+            } else {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_request_whose_answer_is_lost_is_sent_again_under_its_id() {
+    // Answers checked every 5 s from the Ready at 200 ms: at 5 200 the requests are late, at 10 200 lost.
+    let mut core = up();
+    let p = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
+    let s = core.subscribe("s/#", QoS::AtLeastOnce).expect("s");
+    core.request_time();
+    let first = [
+        format!("publish {} a", p.0),
+        "subscribe s/#".to_string(),
+        "time".to_string(),
+    ];
+    assert_eq!(sent(&mut core), first);
+    assert!(
+        run_answering_pings(&mut core, 300, 10_100).is_empty(),
+        "sent again too early"
+    );
+    // In the order the core sends what is due: filters, questions, publications.
+    let again = [
+        "subscribe s/#".to_string(),
+        "time".to_string(),
+        format!("publish {} a", p.0),
+    ];
+    assert_eq!(run_answering_pings(&mut core, 10_200, 10_200), again, "not sent again");
+    assert_eq!(core.stats().resent, 1);
+    // The answers to the copies complete them, once.
+    deliver(&mut core, &BridgeEvent::PubAck { id: p.0 }, at(10_300));
+    deliver(&mut core, &BridgeEvent::PubAck { id: p.0 }, at(10_300));
+    let granted = SubResult::Granted(QoS::AtLeastOnce);
+    deliver(
+        &mut core,
+        &BridgeEvent::SubAck {
+            id: s.0,
+            result: granted,
+        },
+        at(10_300),
+    );
+    deliver(&mut core, &BridgeEvent::Time { unix_ms: Some(7) }, at(10_300));
+    assert_eq!(core.outcome(p), Some(Ok(Outcome::Published)));
+    assert_eq!(core.outcome(p), None);
+    assert_eq!(core.outcome(s), Some(Ok(Outcome::Subscribed(QoS::AtLeastOnce))));
+    assert_eq!(core.take_time(), Some(Some(7)));
+    // Nothing is left to send again.
+    assert!(run_answering_pings(&mut core, 10_400, 30_000).is_empty());
+}
+
+#[test]
+fn an_unconfirmed_qos0_publication_is_given_up_not_sent_again() {
+    let mut core = up();
+    let q = core.publish("a", b"0", QoS::AtMostOnce, false).expect("q");
+    assert_eq!(sent(&mut core), [format!("publish {} a", q.0)]);
+    assert!(run_answering_pings(&mut core, 300, 10_100).is_empty());
+    assert_eq!(core.outcome(q), None);
+    assert!(
+        run_answering_pings(&mut core, 10_200, 20_000).is_empty(),
+        "at most once"
+    );
+    assert_eq!(core.outcome(q), Some(Err(Error::Unconfirmed)));
+    assert!(!core.in_flight(q));
+}
+
 #[test]
 fn stray_answers_complete_nothing_and_evict_no_outcome() {
     let mut core = up();
@@ -1001,7 +1083,10 @@ mod confused_bridge {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn every_operation_ends_with_its_own_answer_or_waits(steps in proptest::collection::vec(step(), 1..80)) {
-            let mut core = up();
+            // Late answers taken for lost within a few steps: requests are sent again, QoS 0 ones given up.
+            let mut config = config();
+            config.answer_timeout = Duration::from_millis(700);
+            let mut core = up_with(config);
             let mut now = 300;
             let mut ids: Vec<u16> = Vec::new();
             let mut ops: HashMap<u16, Op> = HashMap::new();
@@ -1112,7 +1197,7 @@ mod confused_bridge {
                     };
                     let allowed = match (op, outcome) {
                         (Op::Publish { .. }, Ok(Outcome::Published)) => pubacks.contains(&id),
-                        (Op::Publish { qos1: false }, Err(Error::BridgeReset)) => true,
+                        (Op::Publish { qos1: false }, Err(Error::BridgeReset | Error::Unconfirmed)) => true,
                         (Op::Subscribe, Ok(Outcome::Subscribed(_))) => subacks.contains(&(id, true)),
                         (Op::Subscribe, Err(Error::SubscriptionFailed)) => subacks.contains(&(id, false)),
                         (Op::Unsubscribe, Ok(Outcome::Unsubscribed)) => unsubacks.contains(&id),

@@ -96,6 +96,32 @@ fn start_up_resets_configures_and_qos1_publish_completes_only_after_the_broker_a
 }
 
 #[test]
+fn a_qos1_publication_whose_puback_is_lost_is_sent_again_and_completes() {
+    let wires = Wires::new();
+    let bridge = Bridge::start(&wires, Knobs::default());
+    bridge.knobs.lose_pubacks.store(2, Ordering::Relaxed);
+    let mut config = config();
+    config.answer_timeout = Duration::from_millis(500);
+    drive(&wires, config, async |c| {
+        for (i, topic) in ["t/lost/1", "t/lost/2", "t/kept"].into_iter().enumerate() {
+            c.publish(topic, &[i as u8], QoS::AtLeastOnce, false)
+                .await
+                .expect("published, after a resend if its PubAck was lost");
+        }
+        assert_eq!(c.stats().resent, 2);
+    });
+    let log = bridge.log();
+    // The first publication's PubAck was lost twice: it went three times, under its id, then the others once.
+    let ids: Vec<u16> = log.publishes.iter().map(|p| p.0).collect();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    assert!(
+        ids[1] == ids[0] && ids[2] == ids[0] && ids[3] != ids[0] && ids[4] != ids[3],
+        "{ids:?}"
+    );
+    assert_eq!(log.boots, 1, "no reset for a lost answer");
+}
+
+#[test]
 fn wildcard_subscription_delivers_every_byte_value_and_acks_only_when_taken() {
     let wires = Wires::new();
     let bridge = Bridge::start(&wires, Knobs::default());

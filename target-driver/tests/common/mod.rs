@@ -38,6 +38,8 @@ pub struct Knobs {
     pub flood: AtomicU32,
     /// Deliver publications back to matching subscriptions.
     pub echo: AtomicBool,
+    /// Lose the next this many PubAcks (as damaged frames on the link would).
+    pub lose_pubacks: AtomicU32,
 }
 
 pub struct Bridge {
@@ -217,6 +219,12 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
                         // Once: the bridge that comes back after the reset is healthy.
                         knobs.hang_after.store(0, Ordering::Relaxed);
                         hung = true;
+                    } else if knobs
+                        .lose_pubacks
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        // Published, but the answer never reaches the target.
                     } else {
                         let delay = Duration::from_millis(knobs.ack_delay_ms.load(Ordering::Relaxed));
                         out.push_back(Out::PubAck(id, Instant::now() + delay));
