@@ -720,6 +720,9 @@ impl<
             }
             BridgeEvent::PubAck { id } => {
                 self.restored_unasked = false;
+                // A publication completed: the bridge's queue has room (its Backpressure { full: false } may be
+                // lost on the link).
+                self.backpressure = false;
                 if let Some(p) = self.pending_slot(id) {
                     p.free();
                     self.complete(id, Ok(Outcome::Published));
@@ -827,6 +830,9 @@ impl<
     /// it still works on the first; a QoS 0 publication ends with [`Error::Unconfirmed`] instead (at most once).
     fn check_answers(&mut self, now: Instant) {
         self.answers_check = now + self.config.answer_timeout;
+        // The bridge's "room again" may have been lost on the link: the oldest publication held for room goes again
+        // (refused again while the queue is full, it holds the others once more).
+        self.backpressure = false;
         for i in 0..PUBS {
             let p = &mut self.pending[i];
             if !(p.used() && p.sent) {

@@ -287,6 +287,30 @@ fn queue_full_holds_publications_until_the_bridge_has_room() {
 }
 
 #[test]
+fn publications_held_for_room_go_again_when_the_room_status_is_lost() {
+    let mut core = up();
+    let refuse = |core: &mut C, id: u16, t: u64| {
+        let kind = ErrorKind::QueueFull;
+        deliver(core, &BridgeEvent::Error { id, kind }, at(t));
+    };
+    let a = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("a");
+    let b = core.publish("b", b"2", QoS::AtLeastOnce, false).expect("b");
+    assert_eq!(sent(&mut core).len(), 2);
+    refuse(&mut core, b.0, 300);
+    // The bridge's Backpressure { full: false } never comes; a's PubAck says there is room again.
+    deliver(&mut core, &BridgeEvent::PubAck { id: a.0 }, at(400));
+    assert_eq!(sent(&mut core), [format!("publish {} b", b.0)]);
+    // Refused again, and nothing more from the bridge: the answer check (5 s after the Ready) tries again.
+    refuse(&mut core, b.0, 500);
+    assert!(run_answering_pings(&mut core, 600, 5_100).is_empty());
+    assert_eq!(
+        run_answering_pings(&mut core, 5_200, 5_200),
+        [format!("publish {} b", b.0)]
+    );
+    assert_eq!(core.outcome(b), None);
+}
+
+#[test]
 fn other_refusals_fail_the_publication_with_the_reason() {
     let mut core = up();
     let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
