@@ -31,7 +31,8 @@ pub struct Config<'a> {
     /// When the bridge has been silent this long, the driver pings it. Not while a message waits for the
     /// application: that message holds the link, so the bridge could not answer.
     pub watchdog: Duration,
-    /// A ping unanswered this long means the bridge is stuck: the driver resets it.
+    /// A ping unanswered this long is sent once more (the ping or its answer may have been lost on the link); a
+    /// second one unanswered as long means the bridge is stuck: the driver resets it.
     pub ping_timeout: Duration,
     /// How long RST is held low.
     pub reset_pulse: Duration,

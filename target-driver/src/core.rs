@@ -347,6 +347,8 @@ const OUTCOMES: usize = 8;
 const STATUSES: usize = 8;
 /// Acknowledgements of taken messages waiting to be sent.
 const ACKS: usize = 8;
+/// Pings the watchdog sends to a silent bridge, each unanswered for `Config::ping_timeout`, before it resets it.
+const PING_TRIES: u8 = 2;
 /// A free entry of the outcome table: no operation has the id 0.
 const NO_OUTCOME: (u16, Result<Outcome, Error>) = (0, Ok(Outcome::Published));
 
@@ -381,6 +383,8 @@ pub struct Core<
     configured: bool,
     ping: Option<(u16, Instant)>,
     ping_due: bool,
+    /// Pings sent since the bridge was last heard (while `ping` is set).
+    pings_sent: u8,
     time_query: Query,
     stats_query: Query,
     /// When [`Core::check_answers`] looks for answers that are late next.
@@ -453,6 +457,7 @@ impl<
             configured: false,
             ping: None,
             ping_due: false,
+            pings_sent: 0,
             time_query: Query::default(),
             stats_query: Query::default(),
             answers_check: now,
@@ -555,15 +560,21 @@ impl<
             }
             Timer::Ready(_) => self.fail(ResetReason::NotReady, now),
             Timer::Backoff(_) => self.reset_bridge(ResetReason::NotReady, now),
-            Timer::Watchdog(_) => {
-                self.ping_due = true;
-                let id = self.new_id();
-                self.ping = Some((id, now + self.config.ping_timeout));
-                self.stats.pings += 1;
-                self.flush();
-            }
+            Timer::Watchdog(_) => self.send_ping(now, 1),
+            // One lost frame (the ping or its answer) is not worth a reset.
+            Timer::PingAnswer(_) if self.pings_sent < PING_TRIES => self.send_ping(now, self.pings_sent + 1),
             Timer::PingAnswer(_) => self.reset_bridge(ResetReason::Unresponsive, now),
         }
+    }
+
+    /// Pings the bridge, the `n`-th time since it was last heard.
+    fn send_ping(&mut self, now: Instant, n: u8) {
+        self.ping_due = true;
+        let id = self.new_id();
+        self.ping = Some((id, now + self.config.ping_timeout));
+        self.pings_sent = n;
+        self.stats.pings += 1;
+        self.flush();
     }
 
     /// The link failed (timeout or fault). A bridge that was up is reset at once; one that is still booting counts
