@@ -72,6 +72,18 @@ fn ready(version: u16) -> BridgeEvent<'static> {
     }
 }
 
+/// A message from the bridge, neither retained nor a duplicate.
+fn message<'a>(id: u16, topic: &'a str, payload: &'a [u8], qos: QoS) -> BridgeEvent<'a> {
+    BridgeEvent::Message {
+        id,
+        topic,
+        payload,
+        qos,
+        retain: false,
+        dup: false,
+    }
+}
+
 fn statuses(core: &mut C) -> Vec<Status> {
     let mut buf = [0u8; 256];
     let mut out = Vec::new();
@@ -402,14 +414,7 @@ fn incoming_qos1_message_is_acked_only_when_taken_and_a_too_small_buffer_keeps_i
 #[test]
 fn a_borrowed_message_holds_the_link_until_the_next_call_and_is_acked_once() {
     let mut core = up();
-    let msg = |id, payload: &'static [u8]| BridgeEvent::Message {
-        id,
-        topic: "s/t",
-        payload,
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        dup: false,
-    };
+    let msg = |id, payload: &'static [u8]| message(id, "s/t", payload, QoS::AtLeastOnce);
     deliver(&mut core, &msg(42, &[0, 255]), at(300));
     match core.borrow_event() {
         Some(Event::Message(m)) => assert_eq!((m.topic, m.payload), ("s/t", &[0u8, 255][..])),
@@ -435,14 +440,7 @@ fn a_borrowed_message_holds_the_link_until_the_next_call_and_is_acked_once() {
 #[test]
 fn a_bridge_reset_while_a_message_is_lent_loses_no_later_frame() {
     let mut core = up();
-    let msg = BridgeEvent::Message {
-        id: 1,
-        topic: "a",
-        payload: b"1",
-        qos: QoS::AtMostOnce,
-        retain: false,
-        dup: false,
-    };
+    let msg = message(1, "a", b"1", QoS::AtMostOnce);
     deliver(&mut core, &msg, at(300));
     assert!(matches!(core.borrow_event(), Some(Event::Message(_))));
     // The link fails while the message is lent: the bridge is reset and the port cleared.
@@ -504,14 +502,7 @@ fn a_dead_bridge_is_retried_with_doubling_pauses_up_to_the_cap() {
 #[test]
 fn a_qos0_message_too_big_for_the_buffer_is_dropped_and_counted() {
     let mut core = up();
-    let msg = BridgeEvent::Message {
-        id: 1,
-        topic: "s/t",
-        payload: &[1; 40],
-        qos: QoS::AtMostOnce,
-        retain: false,
-        dup: false,
-    };
+    let msg = message(1, "s/t", &[1; 40], QoS::AtMostOnce);
     deliver(&mut core, &msg, at(300));
     let mut small = [0u8; 16];
     assert_eq!(core.take_event(&mut small), None);
@@ -523,14 +514,7 @@ fn a_qos0_message_too_big_for_the_buffer_is_dropped_and_counted() {
 #[test]
 fn a_qos1_message_too_big_for_the_buffer_is_reported_and_kept_not_lost() {
     let mut core = up();
-    let msg = BridgeEvent::Message {
-        id: 9,
-        topic: "s/t",
-        payload: &[1; 40],
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        dup: false,
-    };
+    let msg = message(9, "s/t", &[1; 40], QoS::AtLeastOnce);
     deliver(&mut core, &msg, at(300));
     let mut small = [0u8; 16];
     assert_eq!(
@@ -889,14 +873,7 @@ fn a_message_at_the_default_limits_fits_the_default_receive_buffer() {
 #[test]
 fn an_application_slow_to_take_a_message_does_not_get_the_bridge_reset() {
     let mut core = up();
-    let msg = BridgeEvent::Message {
-        id: 5,
-        topic: "m",
-        payload: b"x",
-        qos: QoS::AtLeastOnce,
-        retain: false,
-        dup: false,
-    };
+    let msg = message(5, "m", b"x", QoS::AtLeastOnce);
     deliver(&mut core, &msg, at(300));
     // Ten seconds, five watchdog periods, with the message waiting: the link is held on this side, so the
     // bridge could not answer a ping; no ping, no reset.
@@ -1188,9 +1165,7 @@ mod confused_bridge {
                     Step::Message { qos1, len } => {
                         let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
                         let payload = vec![0x5A; len];
-                        deliver(&mut core, &BridgeEvent::Message {
-                            id: 7, topic: "m/x", payload: &payload, qos, retain: false, dup: false,
-                        }, at(now));
+                        deliver(&mut core, &message(7, "m/x", &payload, qos), at(now));
                     }
                     Step::Garbage(bytes) => {
                         for b in bytes.into_iter().chain([0]) {
@@ -1299,10 +1274,7 @@ mod confused_bridge {
                         if core.bridge_up() && core.port().received().is_none() {
                             let qos = if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce };
                             let payload = vec![0x11; len];
-                            let msg = BridgeEvent::Message {
-                                id: next_id, topic: "m", payload: &payload, qos, retain: false, dup: false,
-                            };
-                            deliver(&mut core, &msg, at(now));
+                            deliver(&mut core, &message(next_id, "m", &payload, qos), at(now));
                             last = Some((next_id, qos));
                             next_id += 1;
                         }
