@@ -2,8 +2,8 @@
 //! TCP (in-process, or the `mqtt-bridge` program as a child process) and a simulated target running the real
 //! target driver: a blackholed and a reset broker connection (through a TCP fault proxy), a bridge hung until the
 //! target's watchdog resets it, a bridge process killed with SIGKILL and started again, the will when the bridge
-//! dies, a broker that sends garbage (through a fake broker in front of Mosquitto), and bad input (a wildcard in a
-//! publish topic, wrong credentials).
+//! dies, a broker that sends garbage (through a fake broker in front of Mosquitto), spurious edges on the link's
+//! clocks that cost frames, and bad input (a wildcard in a publish topic, wrong credentials).
 //!
 //! Each echo run prints what was sent, acknowledged (QoS 1, end to end), seen at the broker by a `mosquitto_sub`
 //! connected straight to it, and received back by the target. QoS 1 with a persistent session: nothing
@@ -11,12 +11,13 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bridge_firmware::host::{BrokerAddr, HostBridge, HostOptions};
 use examples::{echo, loopback, target_config, wait_status, with_target, EchoOptions, EchoReport};
-use protocol::sim::Wires;
+use protocol::sim::{Line, Wires};
 use support::{
     attach_wires, mosquitto, serial, temp_dir, BridgeProc, FaultProxy, GarbageBroker, GarbagePlan, Mosquitto, Sub,
     Tally, TempDir, WireRelay,
@@ -216,6 +217,76 @@ fn reset_broker_connection_reconnects_nothing_acknowledged_is_lost_and_the_will_
         line.as_deref(),
         Some("e2e/will/reset|0|62726964676520676f6e65"),
         "the reset connection's will"
+    );
+}
+
+#[test]
+fn frames_lost_to_glitches_on_the_link_are_sent_again_and_every_publication_completes() {
+    // The link drops a damaged frame and does not retransmit: a lost Publish or PubAck must not leave a publication
+    // waiting forever. Spurious edges on the clocks, one every 30 ms, cost frames (the link is in step again at the
+    // next preamble); the target sends an unanswered request again after one to two answer timeouts (300 ms here).
+    let _serial = serial();
+    let broker = mosquitto("glitch", false);
+    let tally = Tally::start(broker.port(), "e2e/glitch");
+    let wires = Wires::new();
+    let host = host_bridge(&wires, loopback(broker.port()));
+    let mut config = persistent_config(&loopback(broker.port()), "e2e-glitch", None);
+    config.answer_timeout = embassy_time::Duration::from_millis(300);
+    let count = 300u32;
+    // From the broker's BrokerUp on (a status is not sent again: lost, the target would never hear it) until the
+    // last publication completed.
+    let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let glitches = {
+        let (wires, started, done) = (Arc::clone(&wires), Arc::clone(&started), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                if !started.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(30));
+                let (line, watch) = if n % 2 == 0 {
+                    (Line::BClk, Line::TClk)
+                } else {
+                    (Line::TClk, Line::BClk)
+                };
+                wires.glitch_seen(line, watch, Duration::from_millis(5));
+                n += 1;
+            }
+            n
+        })
+    };
+    let stats = with_target(&wires, config, Duration::from_secs(120), async |c| {
+        let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
+        assert!(up.is_some(), "broker never came up");
+        started.store(true, Ordering::Relaxed);
+        for seq in 0..count {
+            let mut payload = [0u8; 100];
+            payload[..4].copy_from_slice(&seq.to_le_bytes());
+            c.publish(&format!("e2e/glitch/{seq}"), &payload, QoS::AtLeastOnce, false)
+                .await
+                .expect("published");
+        }
+        c.stats()
+    });
+    done.store(true, Ordering::Relaxed);
+    let glitched = glitches.join().expect("glitches");
+    let stats = stats.expect("every publication completed within 120 s");
+    let link = host.stats().link;
+    eprintln!(
+        "glitch: {glitched} glitches; target: resent {}, frame errors {}, bridge resets {}; bridge: frame errors {}, \
+         resyncs {}",
+        stats.resent, stats.frame_errors, stats.resets, link.frame_errors, link.resyncs
+    );
+    assert_eq!(
+        tally.wait_distinct(count as usize, Duration::from_secs(10)),
+        count as usize,
+        "every acknowledged publication reached the broker"
+    );
+    assert!(
+        stats.frame_errors + link.frame_errors + link.resyncs > 0,
+        "the glitches cost no frame: this run shows nothing"
     );
 }
 
