@@ -439,9 +439,14 @@ impl<
         self.wait_for(|core| core.outcome(token)).await
     }
 
-    /// Publishes. QoS 1 returns once the broker has acknowledged it, end to end (across bridge resets: an
-    /// unacknowledged publication is resent). QoS 0 returns once the bridge has it. Waits while the driver's
-    /// publication slots or the bridge's queue are full.
+    /// Publishes. QoS 1 returns once the broker has acknowledged it, end to end (across bridge resets and lost
+    /// frames: an unacknowledged publication is sent again). QoS 0 returns once the bridge has written it to the
+    /// broker, or with [`Error::BridgeReset`] or [`Error::Unconfirmed`] when that is not known (it is never sent
+    /// twice). Waits while the driver's publication slots or the bridge's queue are full.
+    ///
+    /// Dropping the future (a timeout around it, say) while it waits for room sends nothing; dropping it later
+    /// leaves the publication in flight: it is still delivered (QoS 1: sent again until acknowledged), only its
+    /// outcome goes unreported. The same holds for [`Client::subscribe`] and [`Client::unsubscribe`].
     pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<(), Error> {
         let token = self.start(|core| core.publish(topic, payload, qos, retain)).await?;
         self.finish(token).await.map(|_| ())

@@ -1027,9 +1027,10 @@ impl<
 
     // ----- the application's side -----
 
-    /// Starts a publication. QoS 1: it is kept (and resent after a bridge reset) until the broker acknowledges it;
-    /// the outcome comes under the returned token. QoS 0: the outcome comes when the bridge says it wrote it to the
-    /// broker, or [`Error::BridgeReset`] if the bridge was reset first (it is not resent: at most once).
+    /// Starts a publication. QoS 1: it is kept (and resent after a bridge reset or when its answer is late) until
+    /// the broker acknowledges it; the outcome comes under the returned token. QoS 0: the outcome comes when the
+    /// bridge says it wrote it to the broker, or [`Error::BridgeReset`] if the bridge was reset first, or
+    /// [`Error::Unconfirmed`] if the bridge's answer is late (it is not resent: at most once).
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<Token, Error> {
         check_topic(topic, T)?;
         if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {
