@@ -120,6 +120,8 @@ pub struct HostStats {
     pub boots: u32,
     /// Publications refused because the queue was full.
     pub refused_full: u32,
+    /// Reconnections made to have the broker send a delivery lost on the link again.
+    pub redelivery_reconnects: u32,
 }
 
 /// A host bridge running in its own thread.
@@ -421,6 +423,7 @@ pub fn run(wires: &Arc<Wires>, options: &HostOptions, stop: &AtomicBool, stats: 
                     mqtt: bridge.session_stats().unwrap_or_default(),
                     boots,
                     refused_full: bridge.refused_full(),
+                    redelivery_reconnects: bridge.redelivery_reconnects(),
                 };
             }
             if moved {

@@ -21,7 +21,9 @@
 //!   completed publication sends `Backpressure { full: false }`. Nothing accepted is dropped.
 //! - **Broker → target.** A message leaves the session only when the link's send queue has room for a whole
 //!   frame and no answer waits before it; otherwise the session stops reading, TCP pushes back and the broker
-//!   holds the rest. QoS 1 deliveries are acknowledged to the broker only at the target's `Ack`.
+//!   holds the rest. QoS 1 deliveries are acknowledged to the broker only at the target's `Ack`; one left
+//!   unacknowledged by a target that talks on (its message or its `Ack` lost on the link) is fetched again by a
+//!   reconnection (persistent sessions; [`ACK_TIMEOUT`]).
 //! - **Answers to the target.** At most [`CONTROL_QUEUE`] small events (acks, statuses, pongs) wait for the link;
 //!   a request is taken from the link only when its answers fit, otherwise the link holds (clock stretching). A
 //!   broker state change that finds the queue full is sent as soon as there is room (the latest state wins).
@@ -35,7 +37,8 @@ use protocol::{
 };
 use resilient_mqtt::session::{MAX_FILTER_LEN, MAX_PENDING_ACKS, MAX_PENDING_REQUESTS};
 use resilient_mqtt::{
-    Client, ConfigError, DisconnectReason, Event as MqttEvent, Instant, Options, PublishError, RequestError, SubAckCode,
+    Client, ConfigError, DisconnectReason, Duration, Event as MqttEvent, Instant, Options, PublishError, RequestError,
+    SubAckCode,
 };
 
 /// Small events (everything but messages) waiting for room in the link's send queue.
@@ -105,6 +108,19 @@ struct Delivery {
     packet_id: u16,
 }
 
+/// How long the oldest delivery may go unacknowledged, once its frame has left the link's send queue, while the
+/// target goes on sending frames, before the bridge takes the message or its `Ack` for lost on the link.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The oldest delivery, watched since its frame left the link's send queue.
+#[derive(Debug, Clone, Copy)]
+struct DeliveryWatch {
+    id: u16,
+    since: Instant,
+    /// Frames from the target by then: one more proves the target did not hold the link on this delivery.
+    frames_rx: u32,
+}
+
 /// What happened to a request taken from the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Taken {
@@ -122,6 +138,8 @@ struct Counters {
     resyncs: u32,
     queue_high_water: u16,
     refused_full: u32,
+    /// Reconnections made to have the broker send a lost delivery again.
+    redelivery_reconnects: u32,
 }
 
 /// What [`Bridge::poll`] did.
@@ -178,6 +196,11 @@ pub struct Bridge<
     /// Cleared at every connection change: a delivery of an earlier connection cannot be acknowledged any more
     /// (the broker redelivers it).
     deliveries: Vec<Delivery, MAX_PENDING_ACKS>,
+    delivery_watch: Option<DeliveryWatch>,
+    /// The session is persistent (the broker sends unacknowledged deliveries again on the next connection).
+    persistent: bool,
+    /// The session was disconnected to reconnect at once (see [`Bridge::check_deliveries`]).
+    reconnect_after_disconnect: bool,
     next_delivery: u16,
     wall_clock: Option<(Instant, u64)>,
     counters: Counters,
@@ -289,6 +312,9 @@ impl<
             requests: Vec::new(),
             backpressure: false,
             deliveries: Vec::new(),
+            delivery_watch: None,
+            persistent: false,
+            reconnect_after_disconnect: false,
             next_delivery: 0,
             wall_clock: None,
             counters: Counters::default(),
@@ -459,11 +485,55 @@ impl<
                 break;
             }
         }
+        self.check_deliveries(now);
         if let Some(s) = self.session.as_mut() {
             s.handle_timeout(now);
         }
         self.flush(now);
         result
+    }
+
+    /// Reconnections made to have the broker send a lost delivery again.
+    pub fn redelivery_reconnects(&self) -> u32 {
+        self.counters.redelivery_reconnects
+    }
+
+    /// The link drops a damaged frame: a QoS 1 message to the target, or the target's `Ack` of it, may be lost.
+    /// The oldest delivery is watched from when its frame has left the send queue; if it is still unacknowledged
+    /// [`ACK_TIMEOUT`] later although the target has sent frames since (a target that has not taken a message holds
+    /// the link and sends nothing), it was lost. The broker sends an unacknowledged delivery again only on a new
+    /// connection, so with a persistent session the bridge disconnects (cleanly: no will) and connects again at
+    /// once. With a clean session a new connection would not bring it back: nothing is done.
+    fn check_deliveries(&mut self, now: Instant) {
+        let Some(oldest) = self.deliveries.first().map(|d| d.id) else {
+            self.delivery_watch = None;
+            return;
+        };
+        let frames_rx = self.port.stats().frames_rx;
+        match self.delivery_watch {
+            Some(w) if w.id == oldest => {
+                if now < w.since + ACK_TIMEOUT || frames_rx == w.frames_rx || !self.persistent {
+                    return;
+                }
+                let Some(session) = self.session.as_mut() else { return };
+                warn!(
+                    "delivery {} unacknowledged by a target that talks on: reconnecting for the broker to resend it",
+                    oldest
+                );
+                session.disconnect(now);
+                self.reconnect_after_disconnect = true;
+                self.counters.redelivery_reconnects = self.counters.redelivery_reconnects.saturating_add(1);
+                self.deliveries.clear();
+                self.delivery_watch = None;
+            }
+            _ => {
+                self.delivery_watch = (self.port.tx_pending() == 0).then_some(DeliveryWatch {
+                    id: oldest,
+                    since: now,
+                    frames_rx,
+                });
+            }
+        }
     }
 
     fn push(&mut self, ev: Control) {
@@ -651,6 +721,7 @@ impl<
         options.password = c.password;
         options.keep_alive_secs = c.keepalive_s;
         options.clean_session = c.clean_session;
+        self.persistent = !c.clean_session;
         options.will = will;
         options.max_in_flight = QUEUE.clamp(1, 8);
         options.jitter_seed = self.jitter_seed;
@@ -810,7 +881,8 @@ impl<
             debug!("ack of unknown delivery {}", id);
             return;
         };
-        let d = self.deliveries.swap_remove(i);
+        // In order: the first is the oldest (check_deliveries).
+        let d = self.deliveries.remove(i);
         if let Some(s) = self.session.as_mut() {
             let _ = s.ack(d.packet_id);
         }
@@ -891,6 +963,9 @@ impl<
             }
             MqttEvent::Disconnected { reason } => {
                 self.deliveries.clear();
+                if core::mem::take(&mut self.reconnect_after_disconnect) && reason == DisconnectReason::Requested {
+                    session.reconnect(now);
+                }
                 let reason = if self.wifi_up {
                     down_reason(reason)
                 } else {

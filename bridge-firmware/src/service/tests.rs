@@ -552,6 +552,74 @@ fn incoming_qos1_is_acknowledged_to_the_broker_only_after_the_target_acks() {
     assert_eq!(r.bridge.stats().delivered, 1);
 }
 
+/// The broker sends a QoS 1 message; returns the target's id of it.
+fn deliver_one(r: &mut Rig<Std>, pid: u16, dup: bool) -> u16 {
+    r.broker_sends(&broker_publish("s/x", b"m", Some(pid), dup));
+    let ev = r.pump();
+    let [Ev::Message { id, .. }] = ev[..] else {
+        panic!("{ev:?}")
+    };
+    id
+}
+
+#[test]
+fn a_delivery_unacknowledged_by_a_target_that_talks_on_is_fetched_again_by_a_reconnection() {
+    // The message or the target's Ack was lost on the link: the broker sends it again only on a new connection.
+    let (mut r, _) = Rig::<Std>::connected(false);
+    let first = deliver_one(&mut r, 5, false);
+    // The target goes on pinging (so it does not hold the link on the message) and never acknowledges it.
+    for id in 0..9u16 {
+        r.advance(1_000);
+        r.request(&Request::Ping { id });
+    }
+    assert_eq!(r.broker_reads(), vec![], "not before ACK_TIMEOUT");
+    r.advance(1_000);
+    r.request(&Request::Ping { id: 9 });
+    assert_eq!(r.broker_reads(), vec![Pk::Disconnect], "a clean disconnection: no will");
+    assert_eq!(r.bridge.redelivery_reconnects(), 1);
+    assert!(!r.bridge.is_link_up());
+    let mut seen = r.pump();
+    assert!(r.bridge.wants_link(r.now), "connects again at once");
+    r.connect(true, &mut seen);
+    let again = deliver_one(&mut r, 5, true);
+    assert_ne!(again, first, "a new delivery");
+    r.request(&Request::Ack { id: again });
+    assert_eq!(r.broker_reads(), vec![Pk::PubAck(5)]);
+    // Acknowledged: nothing more happens while the target talks on.
+    for id in 10..22u16 {
+        r.advance(1_000);
+        r.request(&Request::Ping { id });
+    }
+    assert!(!r.broker_reads().contains(&Pk::Disconnect));
+    assert_eq!(r.bridge.redelivery_reconnects(), 1);
+}
+
+#[test]
+fn a_target_holding_a_message_or_a_clean_session_gets_no_reconnection() {
+    // A target that has not taken the message holds the link: it sends nothing, however long.
+    let (mut r, _) = Rig::<Std>::connected(false);
+    deliver_one(&mut r, 5, false);
+    for _ in 0..30 {
+        r.advance(1_000);
+    }
+    assert!(!r.broker_reads().contains(&Pk::Disconnect));
+    // With a clean session a new connection would not bring the message back.
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    r.bridge.handle_wifi(true, r.now);
+    let mut clean = config(1);
+    clean.clean_session = true;
+    let mut seen = r.request(&Request::Configure(clean));
+    r.connect(false, &mut seen);
+    deliver_one(&mut r, 5, false);
+    for id in 0..30u16 {
+        r.advance(1_000);
+        r.request(&Request::Ping { id });
+    }
+    assert!(!r.broker_reads().contains(&Pk::Disconnect));
+    assert_eq!(r.bridge.redelivery_reconnects(), 0);
+}
+
 #[test]
 fn an_ack_from_an_earlier_connection_does_not_acknowledge_a_reused_packet_id() {
     let (mut r, _) = Rig::<Std>::connected(true);
