@@ -3,7 +3,7 @@
 //! target driver: a blackholed and a reset broker connection (through a TCP fault proxy), a bridge hung until the
 //! target's watchdog resets it, a bridge process killed with SIGKILL and started again, the will when the bridge
 //! dies, a broker that sends garbage (through a fake broker in front of Mosquitto), spurious edges on the link's
-//! clocks that cost frames, and bad input (a wildcard in a publish topic, wrong credentials).
+//! clocks that cost frames both ways, and bad input (a wildcard in a publish topic, wrong credentials).
 //!
 //! Each echo run prints what was sent, acknowledged (QoS 1, end to end), seen at the broker by a `mosquitto_sub`
 //! connected straight to it, and received back by the target. QoS 1 with a persistent session: nothing
@@ -288,6 +288,59 @@ fn frames_lost_to_glitches_on_the_link_are_sent_again_and_every_publication_comp
         stats.frame_errors + link.frame_errors + link.resyncs > 0,
         "the glitches cost no frame: this run shows nothing"
     );
+}
+
+#[test]
+fn messages_lost_to_glitches_on_the_link_are_delivered_again_and_nothing_acknowledged_is_lost() {
+    // The other direction: a lost Message (bridge to target) or Ack (target to bridge) leaves a delivery
+    // unacknowledged to the broker, which sends it again only on a new connection: the bridge reconnects when a
+    // target that talks on leaves it unacknowledged for ACK_TIMEOUT (persistent session).
+    let _serial = serial();
+    let broker = mosquitto("glitch-echo", false);
+    let tally = Tally::start(broker.port(), "e2e/glecho");
+    let wires = Wires::new();
+    let host = host_bridge(&wires, loopback(broker.port()));
+    let mut config = persistent_config(&loopback(broker.port()), "e2e-glitch-echo", None);
+    config.answer_timeout = embassy_time::Duration::from_millis(300);
+    let mut opts = echo_options("e2e/glecho", 100);
+    opts.linger = Duration::from_secs(30);
+    let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let glitches = {
+        let (wires, started, done) = (Arc::clone(&wires), Arc::clone(&started), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !done.load(Ordering::Relaxed) {
+                if !started.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                std::thread::sleep(Duration::from_millis(30));
+                let (line, watch) = if n % 2 == 0 {
+                    (Line::BClk, Line::TClk)
+                } else {
+                    (Line::TClk, Line::BClk)
+                };
+                wires.glitch_seen(line, watch, Duration::from_millis(5));
+                n += 1;
+            }
+            n
+        })
+    };
+    let report = with_target(&wires, config, Duration::from_secs(180), async |c| {
+        let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
+        assert!(up.is_some(), "broker never came up");
+        started.store(true, Ordering::Relaxed);
+        echo(&c, &opts).await
+    });
+    done.store(true, Ordering::Relaxed);
+    let glitched = glitches.join().expect("glitches");
+    let report = report.expect("the target finished").expect("echo");
+    let stats = host.stats();
+    eprintln!(
+        "glitch-echo: {glitched} glitches; bridge: frame errors {}, resyncs {}, reconnections for a lost delivery {}",
+        stats.link.frame_errors, stats.link.resyncs, stats.redelivery_reconnects
+    );
+    check_nothing_lost("glitch-echo", &opts, &report, &tally);
 }
 
 #[test]
