@@ -118,6 +118,53 @@ fn wait_line(sub: &Sub, topic: &str, timeout: Duration) -> Option<String> {
     None
 }
 
+/// Spurious edges on the link's clocks, each one the peer is sure to see, one every `every` from [`Glitches::start`]
+/// on, `max` in all (so that a slow machine, where each costs more, still gets to the end): they cost frames (the
+/// link is in step again at the next preamble).
+struct Glitches {
+    started: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<u32>,
+}
+
+impl Glitches {
+    fn spawn(wires: &Arc<Wires>, every: Duration, max: u32) -> Glitches {
+        let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let thread = {
+            let (wires, started, done) = (Arc::clone(wires), Arc::clone(&started), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while !done.load(Ordering::Relaxed) && n < max {
+                    if !started.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    std::thread::sleep(every);
+                    let (line, watch) = if n % 2 == 0 {
+                        (Line::BClk, Line::TClk)
+                    } else {
+                        (Line::TClk, Line::BClk)
+                    };
+                    wires.glitch_seen(line, watch, Duration::from_millis(5));
+                    n += 1;
+                }
+                n
+            })
+        };
+        Glitches { started, done, thread }
+    }
+
+    fn start(&self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops them; how many there were.
+    fn stop(self) -> u32 {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().expect("glitches")
+    }
+}
+
 /// Runs `fault` on `host` once the bridge has sent `after` publications; returns when it ran.
 fn fault_after(
     host: &Arc<HostBridge>,
@@ -235,32 +282,11 @@ fn frames_lost_to_glitches_on_the_link_are_sent_again_and_every_publication_comp
     let count = 300u32;
     // From the broker's BrokerUp on (a status is not sent again: lost, the target would never hear it) until the
     // last publication completed.
-    let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let glitches = {
-        let (wires, started, done) = (Arc::clone(&wires), Arc::clone(&started), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let mut n = 0u32;
-            while !done.load(Ordering::Relaxed) {
-                if !started.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                std::thread::sleep(Duration::from_millis(30));
-                let (line, watch) = if n % 2 == 0 {
-                    (Line::BClk, Line::TClk)
-                } else {
-                    (Line::TClk, Line::BClk)
-                };
-                wires.glitch_seen(line, watch, Duration::from_millis(5));
-                n += 1;
-            }
-            n
-        })
-    };
+    let glitches = Glitches::spawn(&wires, Duration::from_millis(30), 200);
     let stats = with_target(&wires, config, Duration::from_secs(120), async |c| {
         let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
         assert!(up.is_some(), "broker never came up");
-        started.store(true, Ordering::Relaxed);
+        glitches.start();
         for seq in 0..count {
             let mut payload = [0u8; 100];
             payload[..4].copy_from_slice(&seq.to_le_bytes());
@@ -270,8 +296,7 @@ fn frames_lost_to_glitches_on_the_link_are_sent_again_and_every_publication_comp
         }
         c.stats()
     });
-    done.store(true, Ordering::Relaxed);
-    let glitched = glitches.join().expect("glitches");
+    let glitched = glitches.stop();
     let stats = stats.expect("every publication completed within 120 s");
     let link = host.stats().link;
     eprintln!(
@@ -304,36 +329,14 @@ fn messages_lost_to_glitches_on_the_link_are_delivered_again_and_nothing_acknowl
     config.answer_timeout = embassy_time::Duration::from_millis(300);
     let mut opts = echo_options("e2e/glecho", 100);
     opts.linger = Duration::from_secs(30);
-    let (started, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let glitches = {
-        let (wires, started, done) = (Arc::clone(&wires), Arc::clone(&started), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let mut n = 0u32;
-            while !done.load(Ordering::Relaxed) {
-                if !started.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                std::thread::sleep(Duration::from_millis(30));
-                let (line, watch) = if n % 2 == 0 {
-                    (Line::BClk, Line::TClk)
-                } else {
-                    (Line::TClk, Line::BClk)
-                };
-                wires.glitch_seen(line, watch, Duration::from_millis(5));
-                n += 1;
-            }
-            n
-        })
-    };
+    let glitches = Glitches::spawn(&wires, Duration::from_millis(30), 200);
     let report = with_target(&wires, config, Duration::from_secs(180), async |c| {
         let up = wait_status(&c, Duration::from_secs(30), |s| matches!(s, Status::BrokerUp { .. })).await;
         assert!(up.is_some(), "broker never came up");
-        started.store(true, Ordering::Relaxed);
+        glitches.start();
         echo(&c, &opts).await
     });
-    done.store(true, Ordering::Relaxed);
-    let glitched = glitches.join().expect("glitches");
+    let glitched = glitches.stop();
     let report = report.expect("the target finished").expect("echo");
     let stats = host.stats();
     eprintln!(

@@ -552,6 +552,14 @@ fn incoming_qos1_is_acknowledged_to_the_broker_only_after_the_target_acks() {
     assert_eq!(r.bridge.stats().delivered, 1);
 }
 
+/// The target pings once a second, with these ids.
+fn ping_every_second(r: &mut Rig<Std>, ids: core::ops::Range<u16>) {
+    for id in ids {
+        r.advance(1_000);
+        r.request(&Request::Ping { id });
+    }
+}
+
 /// The broker sends a QoS 1 message; returns the target's id of it.
 fn deliver_one(r: &mut Rig<Std>, pid: u16, dup: bool) -> u16 {
     r.broker_sends(&broker_publish("s/x", b"m", Some(pid), dup));
@@ -568,10 +576,7 @@ fn a_delivery_unacknowledged_by_a_target_that_talks_on_is_fetched_again_by_a_rec
     let (mut r, _) = Rig::<Std>::connected(false);
     let first = deliver_one(&mut r, 5, false);
     // The target goes on pinging (so it does not hold the link on the message) and never acknowledges it.
-    for id in 0..9u16 {
-        r.advance(1_000);
-        r.request(&Request::Ping { id });
-    }
+    ping_every_second(&mut r, 0..9);
     assert_eq!(r.broker_reads(), vec![], "not before ACK_TIMEOUT");
     r.advance(1_000);
     r.request(&Request::Ping { id: 9 });
@@ -586,10 +591,7 @@ fn a_delivery_unacknowledged_by_a_target_that_talks_on_is_fetched_again_by_a_rec
     r.request(&Request::Ack { id: again });
     assert_eq!(r.broker_reads(), vec![Pk::PubAck(5)]);
     // Acknowledged: nothing more happens while the target talks on.
-    for id in 10..22u16 {
-        r.advance(1_000);
-        r.request(&Request::Ping { id });
-    }
+    ping_every_second(&mut r, 10..22);
     assert!(!r.broker_reads().contains(&Pk::Disconnect));
     assert_eq!(r.bridge.redelivery_reconnects(), 1);
 }
@@ -612,10 +614,7 @@ fn a_target_holding_a_message_or_a_clean_session_gets_no_reconnection() {
     let mut seen = r.request(&Request::Configure(clean));
     r.connect(false, &mut seen);
     deliver_one(&mut r, 5, false);
-    for id in 0..30u16 {
-        r.advance(1_000);
-        r.request(&Request::Ping { id });
-    }
+    ping_every_second(&mut r, 0..30);
     assert!(!r.broker_reads().contains(&Pk::Disconnect));
     assert_eq!(r.bridge.redelivery_reconnects(), 0);
 }
