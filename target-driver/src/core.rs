@@ -273,10 +273,17 @@ impl Query {
     /// At an answer check: a request sent and still unanswered at the previous one is sent again.
     fn check(&mut self) {
         if self.wanted && !self.due {
-            self.due = self.aged;
-            self.aged = !self.aged;
+            self.due = late(&mut self.aged);
         }
     }
+}
+
+/// The answer check's rule for a request sent and still unanswered, with its `aged` flag (cleared whenever the
+/// request is sent): at the first check it only ages; at the second it is late, and the flag starts over.
+fn late(aged: &mut bool) -> bool {
+    let late = *aged;
+    *aged = !late;
+    late
 }
 
 /// Where the bridge is in its life.
@@ -846,12 +853,10 @@ impl<
         self.backpressure = false;
         for i in 0..PUBS {
             let p = &mut self.pending[i];
-            if !(p.used() && p.sent) {
+            if !(p.used() && p.sent && late(&mut p.aged)) {
                 continue;
             }
-            if !p.aged {
-                p.aged = true;
-            } else if p.qos == QoS::AtLeastOnce {
+            if p.qos == QoS::AtLeastOnce {
                 p.sent = false;
             } else {
                 let id = p.id;
@@ -860,12 +865,8 @@ impl<
             }
         }
         for s in &mut self.subs {
-            if s.used() && s.sent && (s.id.is_some() || s.replay_id.is_some()) {
-                if s.aged {
-                    s.sent = false;
-                } else {
-                    s.aged = true;
-                }
+            if s.used() && s.sent && (s.id.is_some() || s.replay_id.is_some()) && late(&mut s.aged) {
+                s.sent = false;
             }
         }
         self.time_query.check();
