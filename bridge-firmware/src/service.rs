@@ -659,6 +659,11 @@ impl<
                 qos,
                 retain,
             } => self.publish(id, topic, payload, qos, retain),
+            Request::Subscribe { id, .. } | Request::Unsubscribe { id, .. } if self.requests.contains(&id) => {
+                // Sent again by a target that did not see our answer yet: the first one's answer will do.
+                debug!("filter request {} already waiting for the broker", id);
+                Taken::Done
+            }
             Request::Subscribe { id, filter, qos } => self.subscribe(id, filter, qos),
             Request::Unsubscribe { id, filter } => self.unsubscribe(id, filter),
             Request::Ack { id } => {
@@ -839,11 +844,6 @@ impl<
             self.error(id, ErrorKind::TooLong);
             return Taken::Done;
         }
-        if self.requests.contains(&id) {
-            // Sent again by a target that did not see our answer yet: the first one's answer will do.
-            debug!("subscription {} already waiting for the broker", id);
-            return Taken::Done;
-        }
         match session.subscribe(u32::from(id), &[(filter, mqtt_qos)]) {
             // Room: the session refuses more than MAX_PENDING_REQUESTS.
             Ok(()) => {
@@ -861,10 +861,6 @@ impl<
         };
         if filter.len() > MAX_FILTER_LEN {
             self.error(id, ErrorKind::TooLong);
-            return Taken::Done;
-        }
-        if self.requests.contains(&id) {
-            debug!("unsubscription {} already waiting for the broker", id);
             return Taken::Done;
         }
         match session.unsubscribe(u32::from(id), &[filter]) {
