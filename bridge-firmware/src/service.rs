@@ -32,8 +32,8 @@
 use heapless::{Deque, String, Vec};
 use protocol::message::{MAX_PAYLOAD_LEN, MAX_TOPIC_LEN};
 use protocol::{
-    Config, DownReason, ErrorKind, Event as LinkEvent, Limits, Port, QoS, Request, Stats, Status, SubResult,
-    MAX_FRAME_LEN, PROTOCOL_VERSION,
+    BridgeState, BrokerState, Config, DownReason, ErrorKind, Event as LinkEvent, Limits, Port, QoS, Request, Stats,
+    Status, SubResult, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use resilient_mqtt::session::{MAX_FILTER_LEN, MAX_PENDING_ACKS, MAX_PENDING_REQUESTS};
 use resilient_mqtt::{
@@ -76,14 +76,6 @@ pub struct Network {
     pub broker_host: String<HOST_LEN>,
     /// Broker TCP port.
     pub broker_port: u16,
-}
-
-/// The broker connection as last reported to the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Broker {
-    Unknown,
-    Up,
-    Down(DownReason),
 }
 
 /// A small event waiting for the link: 6 bytes where the link's `Event` takes 40 (for `Stats`). `Ready`, `Time`
@@ -179,7 +171,8 @@ pub struct Bridge<
     config_digest: u32,
     jitter_seed: u32,
     wifi_up: bool,
-    broker: Broker,
+    /// The broker connection as last reported to the target (or about to be, from `broker_pending`).
+    broker: BrokerState,
     /// A broker state change waits for room in the control queue.
     broker_pending: Option<Status>,
     /// The target has not been told the WiFi state yet (the control queue was full).
@@ -303,7 +296,7 @@ impl<
             config_digest: 0,
             jitter_seed,
             wifi_up: false,
-            broker: Broker::Unknown,
+            broker: BrokerState::Unknown,
             broker_pending: None,
             wifi_pending: false,
             out: Deque::new(),
@@ -397,7 +390,7 @@ impl<
     pub fn handle_link_failed(&mut self, now: Instant, reason: DownReason) {
         if let Some(s) = self.session.as_mut() {
             s.handle_link_failed(now);
-            self.set_broker(Broker::Down(reason));
+            self.set_broker_down(reason);
         }
     }
 
@@ -578,7 +571,10 @@ impl<
                 Control::PubAck(id) => LinkEvent::PubAck { id },
                 Control::SubAck(id, result) => LinkEvent::SubAck { id, result },
                 Control::UnsubAck(id) => LinkEvent::UnsubAck { id },
-                Control::Pong(id) => LinkEvent::Pong { id },
+                Control::Pong(id) => LinkEvent::Pong {
+                    id,
+                    state: self.state(),
+                },
                 Control::Time => LinkEvent::Time {
                     unix_ms: self
                         .wall_clock
@@ -594,16 +590,22 @@ impl<
         }
     }
 
-    fn set_broker(&mut self, state: Broker) {
-        let status = match state {
-            Broker::Up | Broker::Unknown => return,
-            Broker::Down(reason) => Status::BrokerDown { reason },
-        };
+    fn set_broker_down(&mut self, reason: DownReason) {
+        let state = BrokerState::Down { reason };
         if self.broker == state {
             return; // the same failure again: one status per change, not one per retry
         }
         self.broker = state;
-        self.queue_status(status);
+        self.queue_status(Status::BrokerDown { reason });
+    }
+
+    /// The state the target has been told of (or is about to be): what a `Pong` carries.
+    fn state(&self) -> BridgeState {
+        BridgeState {
+            wifi_up: self.wifi_up,
+            broker: self.broker,
+            queue_full: self.backpressure,
+        }
     }
 
     fn queue_status(&mut self, status: Status) {
@@ -765,21 +767,19 @@ impl<
         self.session = Some(session);
         self.network = Some(network);
         self.config_digest = d;
-        self.broker = Broker::Unknown;
+        self.broker = BrokerState::Unknown;
         self.report_state();
         Taken::Done
     }
 
     fn report_state(&mut self) {
-        self.push(Control::Status(if self.wifi_up {
-            Status::WifiUp
-        } else {
-            Status::WifiDown
-        }));
-        match self.broker {
-            Broker::Up => self.push(Control::Status(Status::BrokerUp { session_present: true })),
-            Broker::Down(reason) => self.push(Control::Status(Status::BrokerDown { reason })),
-            Broker::Unknown => {}
+        if let BrokerState::Up { session_present } = &mut self.broker {
+            // A connection that goes on under an identical configuration kept its session.
+            *session_present = true;
+        }
+        let [wifi, broker, _queue] = self.state().statuses();
+        for status in [wifi, broker].into_iter().flatten() {
+            self.push(Control::Status(status));
         }
     }
 
@@ -953,7 +953,7 @@ impl<
             MqttEvent::Connected { session_present } => {
                 self.counters.connections = self.counters.connections.saturating_add(1);
                 self.deliveries.clear();
-                self.broker = Broker::Up;
+                self.broker = BrokerState::Up { session_present };
                 info!("broker up (session present {})", session_present as u8);
                 self.queue_status(Status::BrokerUp { session_present });
             }
@@ -968,7 +968,7 @@ impl<
                     DownReason::NoNetwork
                 };
                 info!("broker down (reason {})", u8::from(reason));
-                self.set_broker(Broker::Down(reason));
+                self.set_broker_down(reason);
             }
             _ => {}
         }

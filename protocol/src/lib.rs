@@ -13,8 +13,8 @@ pub mod wire;
 
 pub use frame::{encode, Feed, FrameDecoder, FrameError, MAX_FRAME_LEN};
 pub use message::{
-    Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status, SubResult, Will,
-    PROTOCOL_VERSION,
+    BridgeState, BrokerState, Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status,
+    SubResult, Will, PROTOCOL_VERSION,
 };
 pub use port::{Port, SendError};
 pub use wire::Encode;

@@ -8,7 +8,7 @@
 use crate::wire::Reader;
 
 /// The protocol version this crate speaks. A peer announcing another version is refused (see `docs/protocol.md`).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Longest topic or topic filter, in bytes of UTF-8.
 pub const MAX_TOPIC_LEN: usize = 256;
@@ -278,6 +278,54 @@ pub enum Status {
     },
 }
 
+/// The broker connection as the bridge's status events last reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum BrokerState {
+    /// Nothing reported since the configuration: the first connection attempt has not ended.
+    Unknown,
+    /// As [`Status::BrokerUp`].
+    Up {
+        /// The broker still had this client's session.
+        session_present: bool,
+    },
+    /// As [`Status::BrokerDown`].
+    Down {
+        /// Why.
+        reason: DownReason,
+    },
+}
+
+/// The bridge's state as its status events last reported it, repeated in every [`Event::Pong`]: a target that lost
+/// a status event on the link learns the state from the next Pong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BridgeState {
+    /// As [`Status::WifiUp`] (`true`) and [`Status::WifiDown`].
+    pub wifi_up: bool,
+    /// The broker connection.
+    pub broker: BrokerState,
+    /// As [`Status::Backpressure`].
+    pub queue_full: bool,
+}
+
+impl BridgeState {
+    /// The status events that report this state, in the order WiFi, broker, queue; none for an unknown broker.
+    pub fn statuses(&self) -> [Option<Status>; 3] {
+        [
+            Some(if self.wifi_up { Status::WifiUp } else { Status::WifiDown }),
+            match self.broker {
+                BrokerState::Unknown => None,
+                BrokerState::Up { session_present } => Some(Status::BrokerUp { session_present }),
+                BrokerState::Down { reason } => Some(Status::BrokerDown { reason }),
+            },
+            Some(Status::Backpressure { full: self.queue_full }),
+        ]
+    }
+}
+
 /// The broker's answer to a subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -438,6 +486,8 @@ pub enum Event<'a> {
     Pong {
         /// The ping's id.
         id: u16,
+        /// The bridge's state when it answered.
+        state: BridgeState,
     },
     /// Answer to [`Request::TimeRequest`]: milliseconds since the Unix epoch, or `None` when the bridge does not
     /// know the time yet.

@@ -13,7 +13,8 @@
 
 use crate::frame::EncodeError;
 use crate::message::{
-    Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status, SubResult, Will,
+    BridgeState, BrokerState, Config, DecodeError, DownReason, ErrorKind, Event, Limits, QoS, Request, Stats, Status,
+    SubResult, Will,
 };
 
 /// Where encoded bytes go: a frame writer ([`crate::frame::encode`]), a port's send queue, or a plain slice
@@ -266,9 +267,22 @@ impl Encode for Event<'_> {
                 w.bool(retain)?;
                 w.bool(dup)
             }
-            Event::Pong { id } => {
+            Event::Pong { id, state } => {
                 w.byte(6)?;
-                w.varint(id.into())
+                w.varint(id.into())?;
+                w.bool(state.wifi_up)?;
+                match state.broker {
+                    BrokerState::Unknown => w.byte(0)?,
+                    BrokerState::Up { session_present } => {
+                        w.byte(1)?;
+                        w.bool(session_present)?;
+                    }
+                    BrokerState::Down { reason } => {
+                        w.byte(2)?;
+                        w.byte(reason.into())?;
+                    }
+                }
+                w.bool(state.queue_full)
             }
             Event::Time { unix_ms } => {
                 w.byte(7)?;
@@ -522,7 +536,23 @@ impl<'a> Reader<'a> {
                 retain: self.bool()?,
                 dup: self.bool()?,
             },
-            6 => Event::Pong { id: self.u16()? },
+            6 => Event::Pong {
+                id: self.u16()?,
+                state: BridgeState {
+                    wifi_up: self.bool()?,
+                    broker: match self.tag()? {
+                        0 => BrokerState::Unknown,
+                        1 => BrokerState::Up {
+                            session_present: self.bool()?,
+                        },
+                        2 => BrokerState::Down {
+                            reason: DownReason::from(self.byte()?),
+                        },
+                        _ => return Err(DecodeError::Malformed),
+                    },
+                    queue_full: self.bool()?,
+                },
+            },
             7 => Event::Time {
                 unix_ms: match self.some()? {
                     Some(()) => Some(self.varint(64)?),

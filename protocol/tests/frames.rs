@@ -12,8 +12,8 @@ use protocol::message::{
 };
 use protocol::Encode;
 use protocol::{
-    Config, DecodeError, DownReason, ErrorKind, Event, Feed, FrameDecoder, FrameError, Limits, QoS, Request, Stats,
-    Status, SubResult, Will, MAX_FRAME_LEN,
+    BridgeState, BrokerState, Config, DecodeError, DownReason, ErrorKind, Event, Feed, FrameDecoder, FrameError,
+    Limits, QoS, Request, Stats, Status, SubResult, Will, MAX_FRAME_LEN,
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -149,6 +149,7 @@ enum OwnedEvent {
     },
     Pong {
         id: u16,
+        state: BridgeState,
     },
     Time {
         unix_ms: Option<u64>,
@@ -189,7 +190,7 @@ impl OwnedEvent {
                 retain: *retain,
                 dup: *dup,
             },
-            OwnedEvent::Pong { id } => Event::Pong { id: *id },
+            OwnedEvent::Pong { id, state } => Event::Pong { id: *id, state: *state },
             OwnedEvent::Time { unix_ms } => Event::Time { unix_ms: *unix_ms },
             OwnedEvent::Stats(s) => Event::Stats(*s),
             OwnedEvent::Error { id, kind } => Event::Error { id: *id, kind: *kind },
@@ -322,6 +323,21 @@ fn status() -> impl Strategy<Value = Status> {
     ]
 }
 
+fn bridge_state() -> impl Strategy<Value = BridgeState> {
+    let broker = prop_oneof![
+        Just(BrokerState::Unknown),
+        any::<bool>().prop_map(|session_present| BrokerState::Up { session_present }),
+        any::<u8>().prop_map(|r| BrokerState::Down {
+            reason: DownReason::from(r)
+        }),
+    ];
+    (any::<bool>(), broker, any::<bool>()).prop_map(|(wifi_up, broker, queue_full)| BridgeState {
+        wifi_up,
+        broker,
+        queue_full,
+    })
+}
+
 fn event() -> impl Strategy<Value = OwnedEvent> {
     prop_oneof![
         (any::<u16>(), any::<(u16, u16, u16, u8)>()).prop_map(
@@ -359,7 +375,7 @@ fn event() -> impl Strategy<Value = OwnedEvent> {
                 retain,
                 dup
             }),
-        any::<u16>().prop_map(|id| OwnedEvent::Pong { id }),
+        (any::<u16>(), bridge_state()).prop_map(|(id, state)| OwnedEvent::Pong { id, state }),
         proptest::option::of(any::<u64>()).prop_map(|unix_ms| OwnedEvent::Time { unix_ms }),
         any::<(u32, u32, u32, u32, u32, u32, u32, u16)>().prop_map(|(a, b, c, d, e, f, g, h)| OwnedEvent::Stats(
             Stats {

@@ -20,8 +20,8 @@ use protocol::message::{
     MAX_WILL_PAYLOAD_LEN,
 };
 use protocol::{
-    Config, DecodeError, DownReason, Encode, ErrorKind, Event, Feed, FrameDecoder, Limits, QoS, Request, Stats, Status,
-    SubResult, Will, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    BridgeState, BrokerState, Config, DecodeError, DownReason, Encode, ErrorKind, Event, Feed, FrameDecoder, Limits,
+    QoS, Request, Stats, Status, SubResult, Will, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 /// What postcard needs to encode a message: serde's `Serialize` with the `serde` feature, nothing without it.
@@ -62,8 +62,8 @@ fn test_event(msg: Event<'_>, bytes: &[u8]) {
 }
 
 #[test]
-fn protocol_version_is_one() {
-    assert_eq!(PROTOCOL_VERSION, 1);
+fn protocol_version_is_two() {
+    assert_eq!(PROTOCOL_VERSION, 2);
 }
 
 /// The limits table of `docs/protocol.md`: changing one changes what a peer must accept.
@@ -497,7 +497,32 @@ fn message() {
 
 #[test]
 fn pong() {
-    test_event(Event::Pong { id: 16384 }, &[0x06, 0x80, 0x80, 0x01]);
+    let state = BridgeState {
+        wifi_up: true,
+        broker: BrokerState::Unknown,
+        queue_full: false,
+    };
+    test_event(
+        Event::Pong { id: 16384, state },
+        &[0x06, 0x80, 0x80, 0x01, 0x01, 0x00, 0x00],
+    );
+    let up = BridgeState {
+        broker: BrokerState::Up { session_present: true },
+        queue_full: true,
+        ..state
+    };
+    test_event(Event::Pong { id: 1, state: up }, &[0x06, 0x01, 0x01, 0x01, 0x01, 0x01]);
+    let down = BridgeState {
+        wifi_up: false,
+        broker: BrokerState::Down {
+            reason: DownReason::KeepaliveTimeout,
+        },
+        queue_full: false,
+    };
+    test_event(
+        Event::Pong { id: 2, state: down },
+        &[0x06, 0x02, 0x00, 0x02, 0x09, 0x00],
+    );
 }
 
 #[test]
@@ -605,12 +630,14 @@ fn malformed_bytes_are_refused() {
     }
     let events: &[&[u8]] = &[
         &[],
-        &[0x07, 0x02],       // Option tag 2
-        &[0x07, 0x01],       // Some without its value
-        &[0x01, 0x05],       // Status variant 5 does not exist
-        &[0x06, 0x01, 0x01], // trailing byte
-        &[0x8B],             // unfinished variant index, 11 so far: no event has it
-        &[0x05, 0x01, 0x8B], // a topic length of 11 so far, unfinished
+        &[0x07, 0x02],                         // Option tag 2
+        &[0x07, 0x01],                         // Some without its value
+        &[0x01, 0x05],                         // Status variant 5 does not exist
+        &[0x06, 0x01, 0x01, 0x00, 0x00, 0x00], // trailing byte
+        &[0x06, 0x01, 0x01, 0x00],             // Pong without its queue flag
+        &[0x06, 0x01, 0x01, 0x03, 0x00],       // BrokerState variant 3 does not exist
+        &[0x8B],                               // unfinished variant index, 11 so far: no event has it
+        &[0x05, 0x01, 0x8B],                   // a topic length of 11 so far, unfinished
     ];
     for bytes in events {
         assert_eq!(Event::decode(bytes), Err(DecodeError::Malformed), "{bytes:02X?}");

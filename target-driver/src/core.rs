@@ -69,6 +69,10 @@ pub enum ResetReason {
 }
 
 /// A change the application hears about.
+///
+/// WiFi, broker and queue statuses come from the bridge's status events, or from the state its answer to a ping
+/// carries when such an event was lost on the link; each is reported when it changes what the application was
+/// told of its kind (after [`Status::BridgeReset`], all of them again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -356,6 +360,8 @@ const STATUSES: usize = 8;
 const ACKS: usize = 8;
 /// Pings the watchdog sends to a silent bridge, each unanswered for `Config::ping_timeout`, before it resets it.
 const PING_TRIES: u8 = 2;
+/// What the application has been told of a bridge that was just reset: nothing, but that its queue has room.
+const NOTHING_TOLD: [Option<protocol::Status>; 3] = [None, None, Some(protocol::Status::Backpressure { full: false })];
 /// A free entry of the outcome table: no operation has the id 0.
 const NO_OUTCOME: (u16, Result<Outcome, Error>) = (0, Ok(Outcome::Published));
 
@@ -409,6 +415,10 @@ pub struct Core<
     heard: bool,
     /// The received message is lent to the application (see [`Core::borrow_event`]).
     lent: bool,
+    /// The bridge's last status of each kind the application was told: WiFi, broker, queue. A status equal to it
+    /// is not reported again; a state in a Pong that differs from it is reported (its status event was lost on the
+    /// link).
+    told: [Option<protocol::Status>; 3],
     stats: DriverStats,
 }
 
@@ -477,6 +487,7 @@ impl<
             awaiting_config_echo: false,
             heard: false,
             lent: false,
+            told: NOTHING_TOLD,
             stats: DriverStats {
                 resets: 1,
                 ..DriverStats::default()
@@ -640,6 +651,18 @@ impl<
     /// holds the link) until [`Core::take_event`] copies it out.
     pub fn handle_frame(&mut self, now: Instant) {
         self.return_lent();
+        // `stats.frame_errors` holds the count when last looked at (`stats()` reads the port's).
+        let errors = self.frame_errors();
+        if errors != self.stats.frame_errors
+            && self.phase == Phase::Up
+            && self.ping.is_none()
+            && self.port.received().is_none()
+        {
+            // A damaged frame may have been a status: the answer to a ping carries the bridge's state. (Not while
+            // a message waits for the application: it holds the link.)
+            self.stats.frame_errors = errors;
+            self.send_ping(now, 1);
+        }
         let Some(bytes) = self.port.received() else { return };
         self.last_rx = now;
         let event = match BridgeEvent::decode(bytes) {
@@ -669,7 +692,7 @@ impl<
             BridgeEvent::PubAck { id } => BridgeEvent::PubAck { id },
             BridgeEvent::SubAck { id, result } => BridgeEvent::SubAck { id, result },
             BridgeEvent::UnsubAck { id } => BridgeEvent::UnsubAck { id },
-            BridgeEvent::Pong { id } => BridgeEvent::Pong { id },
+            BridgeEvent::Pong { id, state } => BridgeEvent::Pong { id, state },
             BridgeEvent::Time { unix_ms } => BridgeEvent::Time { unix_ms },
             BridgeEvent::Stats(s) => BridgeEvent::Stats(s),
             BridgeEvent::Error { id, kind } => BridgeEvent::Error { id, kind },
@@ -700,7 +723,6 @@ impl<
     }
 
     fn handle_bridge_event(&mut self, ev: BridgeEvent<'static>, now: Instant) {
-        use protocol::Status as S;
         // Any frame proves the bridge alive.
         self.ping = None;
         match ev {
@@ -724,17 +746,7 @@ impl<
             }
             BridgeEvent::Status(s) => {
                 self.awaiting_config_echo = false;
-                let status = match s {
-                    S::WifiUp => Status::WifiUp,
-                    S::WifiDown => Status::WifiDown,
-                    S::BrokerUp { session_present } => Status::BrokerUp { session_present },
-                    S::BrokerDown { reason } => Status::BrokerDown(reason),
-                    S::Backpressure { full } => {
-                        self.backpressure = full;
-                        Status::QueueFull(full)
-                    }
-                };
-                self.status(status);
+                self.bridge_status(s);
             }
             BridgeEvent::PubAck { id } => {
                 self.restored_unasked = false;
@@ -779,7 +791,12 @@ impl<
                     self.complete(id, Ok(Outcome::Unsubscribed));
                 }
             }
-            BridgeEvent::Pong { .. } | BridgeEvent::Message { .. } => {}
+            BridgeEvent::Pong { state, .. } => {
+                for s in state.statuses().into_iter().flatten() {
+                    self.bridge_status(s);
+                }
+            }
+            BridgeEvent::Message { .. } => {}
             BridgeEvent::Time { unix_ms } => {
                 self.time_query.answered();
                 self.time_answer = Some(unix_ms);
@@ -789,6 +806,26 @@ impl<
                 self.stats_answer = Some(s);
             }
             BridgeEvent::Error { id, kind } => self.refused(id, kind),
+        }
+    }
+
+    /// A status from the bridge, or from the state in a Pong: reported to the application if it changes what the
+    /// application was told.
+    fn bridge_status(&mut self, s: protocol::Status) {
+        use protocol::Status as S;
+        let (kind, status) = match s {
+            S::WifiUp => (0, Status::WifiUp),
+            S::WifiDown => (0, Status::WifiDown),
+            S::BrokerUp { session_present } => (1, Status::BrokerUp { session_present }),
+            S::BrokerDown { reason } => (1, Status::BrokerDown(reason)),
+            S::Backpressure { full } => {
+                self.backpressure = full;
+                (2, Status::QueueFull(full))
+            }
+        };
+        if self.told[kind] != Some(s) {
+            self.told[kind] = Some(s);
+            self.status(status);
         }
     }
 
@@ -879,6 +916,8 @@ impl<
     fn reset_state_for_restore(&mut self) {
         self.acks.clear();
         self.backpressure = false;
+        // The restored bridge reports its state anew, and the application hears it.
+        self.told = NOTHING_TOLD;
         for i in 0..PUBS {
             let p = &mut self.pending[i];
             if p.used() && p.qos == QoS::AtMostOnce && p.sent {

@@ -3,7 +3,8 @@
 use embassy_time::{Duration, Instant};
 use protocol::link::LinkIo;
 use protocol::{
-    ErrorKind, Event as BridgeEvent, FrameDecoder, Limits, Request, Status as BStatus, SubResult, PROTOCOL_VERSION,
+    BridgeState, BrokerState, DownReason, ErrorKind, Event as BridgeEvent, FrameDecoder, Limits, Request,
+    Status as BStatus, SubResult, PROTOCOL_VERSION,
 };
 use target_driver::{Config, Core, Error, Event, Outcome, QoS, ResetReason, Status, Token};
 
@@ -82,6 +83,18 @@ fn message<'a>(id: u16, topic: &'a str, payload: &'a [u8], qos: QoS) -> BridgeEv
         retain: false,
         dup: false,
     }
+}
+
+/// The state a configured bridge with WiFi and the broker up, and room in its queue, answers a ping with.
+const UP: BridgeState = BridgeState {
+    wifi_up: true,
+    broker: BrokerState::Up { session_present: false },
+    queue_full: false,
+};
+
+/// An answer to a ping (the core does not look at a Pong's id: any frame answers the watchdog).
+fn pong(state: BridgeState) -> BridgeEvent<'static> {
+    BridgeEvent::Pong { id: 0, state }
 }
 
 fn statuses(core: &mut C) -> Vec<Status> {
@@ -251,6 +264,86 @@ fn any_frame_answers_the_watchdog() {
 }
 
 #[test]
+fn a_status_lost_on_the_link_is_reported_from_the_next_pong() {
+    let mut core = up();
+    // The bridge's WifiUp and BrokerUp after the configuration were lost: the watchdog's ping brings its state.
+    core.handle_timeout(at(200) + config().watchdog);
+    assert_eq!(sent(&mut core), ["ping"]);
+    deliver(&mut core, &pong(UP), at(2300));
+    assert_eq!(
+        statuses(&mut core),
+        [Status::WifiUp, Status::BrokerUp { session_present: false }]
+    );
+    // What the application was told is not told again: the same state, or a status that repeats it.
+    deliver(&mut core, &pong(UP), at(2400));
+    deliver(&mut core, &BridgeEvent::Status(BStatus::WifiUp), at(2500));
+    assert_eq!(statuses(&mut core), []);
+    // A change is, and a full queue holds publications.
+    let down = BridgeState {
+        broker: BrokerState::Down {
+            reason: DownReason::KeepaliveTimeout,
+        },
+        queue_full: true,
+        ..UP
+    };
+    deliver(&mut core, &pong(down), at(2600));
+    assert_eq!(
+        statuses(&mut core),
+        [
+            Status::BrokerDown(DownReason::KeepaliveTimeout),
+            Status::QueueFull(true)
+        ]
+    );
+    assert_eq!(core.publish("a", b"1", QoS::AtLeastOnce, false), Err(Error::WouldBlock));
+    // Another reason is a change too; the room comes back with a status that repeats nothing.
+    let closed = BStatus::BrokerDown {
+        reason: DownReason::Closed,
+    };
+    deliver(&mut core, &BridgeEvent::Status(closed), at(2700));
+    deliver(
+        &mut core,
+        &BridgeEvent::Status(BStatus::Backpressure { full: false }),
+        at(2800),
+    );
+    assert_eq!(
+        statuses(&mut core),
+        [Status::BrokerDown(DownReason::Closed), Status::QueueFull(false)]
+    );
+    let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("room again");
+    assert_eq!(sent(&mut core), [format!("publish {} a", t.0)]);
+    // A restarted bridge reports its state anew, and the application hears all of it again.
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(2900));
+    statuses(&mut core);
+    deliver(&mut core, &BridgeEvent::Status(BStatus::WifiUp), at(3000));
+    assert_eq!(statuses(&mut core), [Status::WifiUp]);
+}
+
+#[test]
+fn a_damaged_frame_from_the_bridge_brings_a_ping_at_once() {
+    let mut core = up();
+    // A status whose frame took a bit error on the way.
+    let mut frame = [0u8; 16];
+    let n = protocol::encode(&BridgeEvent::Status(BStatus::WifiUp), &mut frame).expect("encode");
+    frame[1] ^= 0x10;
+    for &b in &frame[..n] {
+        assert!(core.port().rx(b));
+    }
+    core.handle_frame(at(300));
+    assert_eq!(core.stats().frame_errors, 1);
+    assert_eq!(sent(&mut core), ["ping"], "no ping before the watchdog's period");
+    assert_eq!(core.stats().pings, 1);
+    deliver(&mut core, &pong(UP), at(310));
+    assert_eq!(
+        statuses(&mut core),
+        [Status::WifiUp, Status::BrokerUp { session_present: false }]
+    );
+    // No error since: no ping until the watchdog's.
+    core.handle_frame(at(400));
+    core.handle_timeout(at(400));
+    assert!(sent(&mut core).is_empty());
+}
+
+#[test]
 fn a_bridge_restarting_by_itself_is_restored() {
     let mut core = up();
     let t = core.publish("a", b"1", QoS::AtLeastOnce, false).expect("p");
@@ -317,11 +410,13 @@ fn publications_held_for_room_go_again_when_the_room_status_is_lost() {
     // The bridge's Backpressure { full: false } never comes; a's PubAck says there is room again.
     deliver(&mut core, &BridgeEvent::PubAck { id: a.0 }, at(400));
     assert_eq!(sent(&mut core), [format!("publish {} b", b.0)]);
-    // Refused again, and nothing more from the bridge: the answer check (5 s after the Ready) tries again.
+    // Refused again, and nothing more from the bridge (its pongs say the queue is full): the answer check (5 s
+    // after the Ready) tries again.
     refuse(&mut core, b.0, 500);
-    assert!(run_answering_pings(&mut core, 600, 5_100).is_empty());
+    let full = BridgeState { queue_full: true, ..UP };
+    assert!(run_answering_pings(&mut core, 600, 5_100, full).is_empty());
     assert_eq!(
-        run_answering_pings(&mut core, 5_200, 5_200),
+        run_answering_pings(&mut core, 5_200, 5_200, full),
         [format!("publish {} b", b.0)]
     );
     assert_eq!(core.outcome(b), None);
@@ -895,14 +990,15 @@ fn an_application_slow_to_take_a_message_does_not_get_the_bridge_reset() {
     assert_eq!(sent(&mut core), ["ping"]);
 }
 
-/// Runs the core's timers from `from` to `to` ms in steps of 100 ms, answering its pings; everything else it sends.
-fn run_answering_pings(core: &mut C, from: u64, to: u64) -> Vec<String> {
+/// Runs the core's timers from `from` to `to` ms in steps of 100 ms, answering its pings with `state`; everything
+/// else it sends.
+fn run_answering_pings(core: &mut C, from: u64, to: u64, state: BridgeState) -> Vec<String> {
     let mut out = Vec::new();
     for t in (from..=to).step_by(100) {
         core.handle_timeout(at(t));
         for line in sent(core) {
             if line == "ping" {
-                deliver(core, &BridgeEvent::Pong { id: 0 }, at(t));
+                deliver(core, &pong(state), at(t));
             } else {
                 out.push(line);
             }
@@ -925,7 +1021,7 @@ fn a_request_whose_answer_is_lost_is_sent_again_under_its_id() {
     ];
     assert_eq!(sent(&mut core), first);
     assert!(
-        run_answering_pings(&mut core, 300, 10_100).is_empty(),
+        run_answering_pings(&mut core, 300, 10_100, UP).is_empty(),
         "sent again too early"
     );
     // In the order the core sends what is due: filters, questions, publications.
@@ -934,7 +1030,11 @@ fn a_request_whose_answer_is_lost_is_sent_again_under_its_id() {
         "time".to_string(),
         format!("publish {} a", p.0),
     ];
-    assert_eq!(run_answering_pings(&mut core, 10_200, 10_200), again, "not sent again");
+    assert_eq!(
+        run_answering_pings(&mut core, 10_200, 10_200, UP),
+        again,
+        "not sent again"
+    );
     assert_eq!(core.stats().resent, 1);
     // The answers to the copies complete them, once.
     deliver(&mut core, &BridgeEvent::PubAck { id: p.0 }, at(10_300));
@@ -954,7 +1054,7 @@ fn a_request_whose_answer_is_lost_is_sent_again_under_its_id() {
     assert_eq!(core.outcome(s), Some(Ok(Outcome::Subscribed(QoS::AtLeastOnce))));
     assert_eq!(core.take_time(), Some(Some(7)));
     // Nothing is left to send again.
-    assert!(run_answering_pings(&mut core, 10_400, 30_000).is_empty());
+    assert!(run_answering_pings(&mut core, 10_400, 30_000, UP).is_empty());
 }
 
 #[test]
@@ -962,10 +1062,10 @@ fn an_unconfirmed_qos0_publication_is_given_up_not_sent_again() {
     let mut core = up();
     let q = core.publish("a", b"0", QoS::AtMostOnce, false).expect("q");
     assert_eq!(sent(&mut core), [format!("publish {} a", q.0)]);
-    assert!(run_answering_pings(&mut core, 300, 10_100).is_empty());
+    assert!(run_answering_pings(&mut core, 300, 10_100, UP).is_empty());
     assert_eq!(core.outcome(q), None);
     assert!(
-        run_answering_pings(&mut core, 10_200, 20_000).is_empty(),
+        run_answering_pings(&mut core, 10_200, 20_000, UP).is_empty(),
         "at most once"
     );
     assert_eq!(core.outcome(q), Some(Err(Error::Unconfirmed)));
@@ -1152,7 +1252,7 @@ mod confused_bridge {
                     Step::Restart(same) => answer = Some(ready(if same { PROTOCOL_VERSION } else { PROTOCOL_VERSION + 1 })),
                     Step::Chatter(which) => {
                         answer = Some(match which {
-                            0 => BridgeEvent::Pong { id: 9 },
+                            0 => BridgeEvent::Pong { id: 9, state: UP },
                             1 => BridgeEvent::Time { unix_ms: Some(1) },
                             2 => BridgeEvent::Stats(protocol::Stats::default()),
                             3 => BridgeEvent::Status(BStatus::WifiDown),

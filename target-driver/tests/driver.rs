@@ -122,6 +122,32 @@ fn a_qos1_publication_whose_puback_is_lost_is_sent_again_and_completes() {
 }
 
 #[test]
+fn statuses_lost_on_the_link_reach_the_application_from_the_watchdogs_ping() {
+    let wires = Wires::new();
+    let bridge = Bridge::start(&wires, Knobs::default());
+    bridge.knobs.lose_statuses.store(2, Ordering::Relaxed);
+    let (seen, waited) = drive(&wires, config(), async |c| {
+        let mut seen = Vec::new();
+        wait_status(&c, &mut seen, |s| *s == Status::BridgeReady).await;
+        let ready = StdInstant::now();
+        wait_status(&c, &mut seen, |s| matches!(s, Status::BrokerUp { .. })).await;
+        (seen, ready.elapsed())
+    });
+    // The bridge's WifiUp and BrokerUp after the configuration never came: the answer to the watchdog's first ping
+    // (after 1 s of quiet) said so instead, in the same order.
+    let n = seen.len();
+    assert_eq!(
+        seen[n - 2..],
+        [Status::WifiUp, Status::BrokerUp { session_present: false }],
+        "{seen:?}"
+    );
+    assert!(waited >= StdDuration::from_millis(900), "{waited:?}");
+    let log = bridge.log();
+    assert!(log.pings >= 1);
+    assert_eq!(log.boots, 1, "no reset");
+}
+
+#[test]
 fn wildcard_subscription_delivers_every_byte_value_and_acks_only_when_taken() {
     let wires = Wires::new();
     let bridge = Bridge::start(&wires, Knobs::default());

@@ -8,7 +8,10 @@ use std::vec;
 use std::vec::Vec;
 
 use protocol::link::LinkIo;
-use protocol::{Config, DownReason, ErrorKind, Event, Port, QoS, Request, Status, SubResult, Will, MAX_FRAME_LEN};
+use protocol::{
+    BridgeState, BrokerState, Config, DownReason, ErrorKind, Event, Port, QoS, Request, Status, SubResult, Will,
+    MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
 use resilient_mqtt::codec::{v311, ConnAck, ConnectReturnCode, Packet, Publish, SubAck};
 use resilient_mqtt::{Duration, Instant};
 
@@ -36,7 +39,7 @@ enum Ev {
         retain: bool,
         dup: bool,
     },
-    Pong(u16),
+    Pong(u16, BridgeState),
     Time(Option<u64>),
     Stats(protocol::Stats),
     Error(u16, ErrorKind),
@@ -67,7 +70,7 @@ fn owned(e: Event<'_>) -> Ev {
             retain,
             dup,
         },
-        Event::Pong { id } => Ev::Pong(id),
+        Event::Pong { id, state } => Ev::Pong(id, state),
         Event::Time { unix_ms } => Ev::Time(unix_ms),
         Event::Stats(s) => Ev::Stats(s),
         Event::Error { id, kind } => Ev::Error(id, kind),
@@ -149,6 +152,15 @@ macro_rules! rig_impl {
                 self.pump()
             }
 
+            /// The state the bridge's answer to a ping carries (no other event may come with it).
+            fn ping(&mut self, id: u16) -> BridgeState {
+                let ev = self.request(&Request::Ping { id });
+                match ev[..] {
+                    [Ev::Pong(i, state)] if i == id => state,
+                    _ => panic!("{ev:?}"),
+                }
+            }
+
             fn pump(&mut self) -> Vec<Ev> {
                 let mut out = Vec::new();
                 loop {
@@ -223,7 +235,7 @@ macro_rules! rig_impl {
                 let mut r = Self::new();
                 let mut seen = r.pump();
                 r.bridge.handle_wifi(true, r.now);
-                seen.extend(r.request(&Request::Configure(config(1))));
+                seen.extend(r.request(&Request::Configure(config(PROTOCOL_VERSION))));
                 r.connect(session_present, &mut seen);
                 (r, seen)
             }
@@ -245,6 +257,13 @@ macro_rules! rig_impl {
 
 rig_impl!(Std);
 rig_impl!(Small);
+
+/// What a bridge that has not been configured answers a ping with: it has told the target nothing.
+const UNCONFIGURED: BridgeState = BridgeState {
+    wifi_up: false,
+    broker: BrokerState::Unknown,
+    queue_full: false,
+};
 
 fn publish(id: u16, topic: &'static str, payload: &'static [u8], qos: QoS, retain: bool) -> Request<'static> {
     Request::Publish {
@@ -274,7 +293,13 @@ fn broker_publish<'a>(topic: &'a str, payload: &'a [u8], pid: Option<u16>, dup: 
 #[test]
 fn starts_with_ready_and_refuses_mqtt_requests_before_configure() {
     let mut r = Rig::<Std>::new();
-    assert_eq!(r.pump(), vec![Ev::Ready { version: 1, window: 16 }]);
+    assert_eq!(
+        r.pump(),
+        vec![Ev::Ready {
+            version: PROTOCOL_VERSION,
+            window: 16
+        }]
+    );
     assert_eq!(
         r.request(&publish(3, "a", b"x", QoS::AtLeastOnce, false)),
         vec![Ev::Error(3, ErrorKind::NotConfigured)]
@@ -287,7 +312,7 @@ fn starts_with_ready_and_refuses_mqtt_requests_before_configure() {
         }),
         vec![Ev::Error(4, ErrorKind::NotConfigured)]
     );
-    assert_eq!(r.request(&Request::Ping { id: 9 }), vec![Ev::Pong(9)]);
+    assert_eq!(r.request(&Request::Ping { id: 9 }), vec![Ev::Pong(9, UNCONFIGURED)]);
     assert!(!r.bridge.wants_link(r.now));
     assert_eq!(r.bridge.poll_at(), None);
 }
@@ -298,7 +323,7 @@ fn configure_of_another_version_is_refused_with_version_mismatch() {
     r.pump();
     r.bridge.handle_wifi(true, r.now);
     assert_eq!(
-        r.request(&Request::Configure(config(2))),
+        r.request(&Request::Configure(config(PROTOCOL_VERSION + 1))),
         vec![Ev::Error(0, ErrorKind::VersionMismatch)]
     );
     assert!(!r.bridge.wants_link(r.now));
@@ -311,7 +336,10 @@ fn configure_reports_wifi_and_broker_and_connects_to_the_configured_broker() {
     assert_eq!(
         seen,
         vec![
-            Ev::Ready { version: 1, window: 16 },
+            Ev::Ready {
+                version: PROTOCOL_VERSION,
+                window: 16
+            },
             Ev::Status(Status::WifiUp),
             Ev::Status(Status::BrokerUp { session_present: false }),
         ]
@@ -325,7 +353,7 @@ fn connect_carries_client_id_and_will() {
     let mut r = Rig::<Std>::new();
     r.pump();
     r.bridge.handle_wifi(true, r.now);
-    let mut c = config(1);
+    let mut c = config(PROTOCOL_VERSION);
     c.will = Some(Will {
         topic: "dead/bridge-test",
         payload: b"gone",
@@ -419,7 +447,7 @@ fn publications_are_queued_offline_and_sent_after_connect() {
     let mut r = Rig::<Std>::new();
     r.pump();
     r.bridge.handle_wifi(true, r.now);
-    r.request(&Request::Configure(config(1)));
+    r.request(&Request::Configure(config(PROTOCOL_VERSION)));
     r.bridge.handle_link_failed(r.now, DownReason::Unreachable);
     r.request(&publish(1, "q", b"1", QoS::AtLeastOnce, false));
     let mut seen = vec![];
@@ -476,9 +504,15 @@ fn wildcard_topics_qos2_and_long_filters_get_typed_errors() {
 #[test]
 fn full_queue_refuses_with_queue_full_and_backpressure_until_a_publication_completes() {
     let mut r = Rig::<Small>::new();
-    assert_eq!(r.pump(), vec![Ev::Ready { version: 1, window: 2 }]);
+    assert_eq!(
+        r.pump(),
+        vec![Ev::Ready {
+            version: PROTOCOL_VERSION,
+            window: 2
+        }]
+    );
     r.bridge.handle_wifi(true, r.now);
-    r.request(&Request::Configure(config(1)));
+    r.request(&Request::Configure(config(PROTOCOL_VERSION)));
     assert_eq!(r.request(&publish(1, "f", b"1", QoS::AtLeastOnce, false)), vec![]);
     assert_eq!(r.request(&publish(2, "f", b"2", QoS::AtLeastOnce, false)), vec![]);
     assert_eq!(
@@ -493,6 +527,12 @@ fn full_queue_refuses_with_queue_full_and_backpressure_until_a_publication_compl
         vec![Ev::Error(4, ErrorKind::QueueFull)],
         "backpressure is reported once"
     );
+    let full = BridgeState {
+        wifi_up: true,
+        broker: BrokerState::Unknown,
+        queue_full: true,
+    };
+    assert_eq!(r.ping(5), full, "a pong repeats the state the statuses reported");
     let mut seen = vec![];
     r.connect(false, &mut seen);
     let first = r
@@ -507,6 +547,12 @@ fn full_queue_refuses_with_queue_full_and_backpressure_until_a_publication_compl
     let ev = r.pump();
     assert!(ev.contains(&Ev::Status(Status::Backpressure { full: false })), "{ev:?}");
     assert_eq!(r.bridge.stats().queue_high_water, 2);
+    let room = BridgeState {
+        broker: BrokerState::Up { session_present: false },
+        queue_full: false,
+        ..full
+    };
+    assert_eq!(r.ping(6), room);
     assert_eq!(r.request(&publish(3, "f", b"3", QoS::AtLeastOnce, false)), vec![]);
 }
 
@@ -609,7 +655,7 @@ fn a_target_holding_a_message_or_a_clean_session_gets_no_reconnection() {
     let mut r = Rig::<Std>::new();
     r.pump();
     r.bridge.handle_wifi(true, r.now);
-    let mut clean = config(1);
+    let mut clean = config(PROTOCOL_VERSION);
     clean.clean_session = true;
     let mut seen = r.request(&Request::Configure(clean));
     r.connect(false, &mut seen);
@@ -676,7 +722,7 @@ fn repeated_connection_failures_send_one_status_and_refusals_map_their_reason() 
     let mut r = Rig::<Std>::new();
     r.pump();
     r.bridge.handle_wifi(true, r.now);
-    r.request(&Request::Configure(config(1)));
+    r.request(&Request::Configure(config(PROTOCOL_VERSION)));
     for _ in 0..3 {
         r.bridge.handle_link_failed(r.now, DownReason::Unreachable);
         r.advance(60_000);
@@ -756,6 +802,54 @@ fn wifi_down_ends_the_connection_with_no_network() {
 }
 
 #[test]
+fn a_pong_carries_the_state_of_the_statuses_before_it() {
+    let (mut r, _) = Rig::<Std>::connected(false);
+    let up = BridgeState {
+        wifi_up: true,
+        broker: BrokerState::Up { session_present: false },
+        queue_full: false,
+    };
+    assert_eq!(r.ping(1), up);
+    r.bridge.handle_wifi(false, r.now);
+    // The session hears of the lost connection at the bridge's next poll, after the ping is answered.
+    let wifi_down = BridgeState { wifi_up: false, ..up };
+    assert_eq!(
+        r.request(&Request::Ping { id: 2 }),
+        vec![
+            Ev::Status(Status::WifiDown),
+            Ev::Pong(2, wifi_down),
+            Ev::Status(Status::BrokerDown {
+                reason: DownReason::NoNetwork
+            }),
+        ]
+    );
+    let down = BridgeState {
+        broker: BrokerState::Down {
+            reason: DownReason::NoNetwork,
+        },
+        ..wifi_down
+    };
+    assert_eq!(r.ping(3), down);
+    // A target that restarts without resetting the bridge configures it again: the connection goes on, and the
+    // statuses and pongs say its session is there.
+    r.bridge.handle_wifi(true, r.now);
+    r.advance(60_000);
+    let mut seen = r.pump();
+    r.connect(false, &mut seen);
+    assert_eq!(r.ping(4), up);
+    let seen = r.request(&Request::Configure(config(PROTOCOL_VERSION)));
+    let kept = BrokerState::Up { session_present: true };
+    assert_eq!(
+        seen,
+        vec![
+            Ev::Status(Status::WifiUp),
+            Ev::Status(Status::BrokerUp { session_present: true })
+        ]
+    );
+    assert_eq!(r.ping(5), BridgeState { broker: kept, ..up });
+}
+
+#[test]
 fn time_comes_from_the_wall_clock_the_runner_supplies_and_stats_count_frames() {
     let mut r = Rig::<Std>::new();
     r.pump();
@@ -779,7 +873,7 @@ fn a_damaged_frame_is_counted_and_the_next_one_taken() {
     for b in [0x05u8, 0x01, 0x77, 0x00] {
         assert!(r.bridge.port().rx(b));
     }
-    assert_eq!(r.request(&Request::Ping { id: 1 }), vec![Ev::Pong(1)]);
+    assert_eq!(r.request(&Request::Ping { id: 1 }), vec![Ev::Pong(1, UNCONFIGURED)]);
     let ev = r.request(&Request::StatsRequest);
     let [Ev::Stats(s)] = ev[..] else { panic!("{ev:?}") };
     assert_eq!(s.frame_errors, 1);
@@ -791,14 +885,14 @@ fn the_same_configuration_keeps_the_session_and_another_replaces_it() {
     r.request(&publish(9, "k", b"1", QoS::AtLeastOnce, false));
     r.broker_reads();
     assert_eq!(
-        r.request(&Request::Configure(config(1))),
+        r.request(&Request::Configure(config(PROTOCOL_VERSION))),
         vec![
             Ev::Status(Status::WifiUp),
             Ev::Status(Status::BrokerUp { session_present: true })
         ]
     );
     assert!(r.bridge.is_link_up(), "kept");
-    let mut other = config(1);
+    let mut other = config(PROTOCOL_VERSION);
     other.client_id = "other";
     let ev = r.request(&Request::Configure(other));
     assert_eq!(ev[0], Ev::Error(9, ErrorKind::Refused), "{ev:?}");
@@ -881,7 +975,7 @@ fn the_last_wifi_state_reaches_a_stalled_target_even_past_a_full_control_queue()
         r.bridge.handle_wifi(up, r.now);
     }
     let ev = r.pump();
-    let pongs = ev.iter().filter(|e| matches!(e, Ev::Pong(_))).count();
+    let pongs = ev.iter().filter(|e| matches!(e, Ev::Pong(..))).count();
     let wifi: Vec<_> = ev
         .iter()
         .filter(|e| matches!(e, Ev::Status(Status::WifiUp | Status::WifiDown)))
@@ -890,7 +984,11 @@ fn the_last_wifi_state_reaches_a_stalled_target_even_past_a_full_control_queue()
     assert_eq!(wifi.last(), Some(&&Ev::Status(Status::WifiUp)), "{wifi:?}");
     assert!(wifi.len() < 6, "changes beyond the queue's room were merged: {wifi:?}");
     // The ping that was held is answered too, and the link carries requests again.
-    assert_eq!(r.request(&Request::Ping { id: 60_000 }), vec![Ev::Pong(60_000)]);
+    let ev = r.request(&Request::Ping { id: 60_000 });
+    let [Ev::Pong(60_000, state)] = ev[..] else {
+        panic!("{ev:?}")
+    };
+    assert!(state.wifi_up, "{state:?}");
 }
 
 #[test]
@@ -904,7 +1002,7 @@ fn a_configuration_refuses_more_dropped_publications_than_the_control_queue_hold
             vec![]
         );
     }
-    let mut other = config(1);
+    let mut other = config(PROTOCOL_VERSION);
     other.client_id = "other";
     let ev = r.request(&Request::Configure(other));
     let mut refused: Vec<u16> = ev
@@ -933,19 +1031,19 @@ fn names_within_the_links_limits_but_over_the_sessions_are_refused_with_too_long
     );
     let long_id = "c".repeat(100);
     let long_topic = "w".repeat(200);
-    let mut c = config(1);
+    let mut c = config(PROTOCOL_VERSION);
     c.client_id = &long_id;
     assert_eq!(
         r.request(&Request::Configure(c)),
         vec![Ev::Error(0, ErrorKind::TooLong)]
     );
-    let mut c = config(1);
+    let mut c = config(PROTOCOL_VERSION);
     c.username = Some(&long_id);
     assert_eq!(
         r.request(&Request::Configure(c)),
         vec![Ev::Error(0, ErrorKind::TooLong)]
     );
-    let mut c = config(1);
+    let mut c = config(PROTOCOL_VERSION);
     c.will = Some(Will {
         topic: &long_topic,
         payload: b"gone",
@@ -985,7 +1083,7 @@ fn messages_leave_the_send_queue_room_for_the_answers_a_target_waits_for() {
         assert!(r.bridge.port().received().is_none(), "{req:?} not taken");
     }
     let ev = r.pump();
-    assert!(ev.contains(&Ev::Pong(7)), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, Ev::Pong(7, _))), "{ev:?}");
     assert!(ev.iter().any(|e| matches!(e, Ev::Time(_))));
     assert!(ev.iter().any(|e| matches!(e, Ev::Stats(_))));
 }

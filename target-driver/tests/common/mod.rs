@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use protocol::driver::{blocking, Timing};
 use protocol::sim::{bridge_pins, Chaos, ChaosConfig, Line, Wires};
-use protocol::{Event, Limits, Port, QoS, Request, Status, SubResult, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use protocol::{
+    BridgeState, BrokerState, Event, Limits, Port, QoS, Request, Status, SubResult, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
 
 /// What the bridge saw.
 #[derive(Debug, Default, Clone)]
@@ -40,6 +42,8 @@ pub struct Knobs {
     pub echo: AtomicBool,
     /// Lose the next this many PubAcks (as damaged frames on the link would).
     pub lose_pubacks: AtomicU32,
+    /// Lose the next this many status events.
+    pub lose_statuses: AtomicU32,
 }
 
 pub struct Bridge {
@@ -54,7 +58,7 @@ enum Out {
     PubAck(u16, Instant),
     SubAck(u16, QoS),
     UnsubAck(u16),
-    Pong(u16),
+    Pong(u16, BridgeState),
     Time,
     Message(u16, String, Vec<u8>, QoS),
 }
@@ -84,7 +88,7 @@ fn send(port: &mut P, out: &Out) -> bool {
             result: SubResult::Granted(*q),
         },
         Out::UnsubAck(id) => Event::UnsubAck { id: *id },
-        Out::Pong(id) => Event::Pong { id: *id },
+        Out::Pong(id, state) => Event::Pong { id: *id, state: *state },
         Out::Time => Event::Time {
             unix_ms: Some(1_764_000_000_000),
         },
@@ -136,6 +140,7 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
     let mut boot_at: Option<Instant> = None;
     let mut hung = false;
     let mut published_since_boot = 0;
+    let mut configured = false;
     let mut next_msg = 1u16;
     let mut flooded = 0u32;
     while !knobs.stop.load(Ordering::Relaxed) {
@@ -164,6 +169,7 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
             subs.clear();
             hung = false;
             published_since_boot = 0;
+            configured = false;
             let (bc, bd, tc, td, _rst) = bridge_pins(&wires, Chaos::new(7, ChaosConfig::NONE));
             link = Some(blocking::Slave::new(bc, bd, tc, td, timing).expect("pins"));
             out.push_back(Out::Ready);
@@ -203,8 +209,15 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
             match req {
                 Ok(Request::Configure(_)) => {
                     log.configures += 1;
-                    out.push_back(Out::Status(Status::WifiUp));
-                    out.push_back(Out::Status(Status::BrokerUp { session_present: false }));
+                    configured = true;
+                    for status in [Status::WifiUp, Status::BrokerUp { session_present: false }] {
+                        let lost = knobs
+                            .lose_statuses
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+                        if lost.is_err() {
+                            out.push_back(Out::Status(status));
+                        }
+                    }
                 }
                 Ok(Request::Publish {
                     id,
@@ -253,7 +266,17 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
                 Ok(Request::Ack { id }) => log.acks.push(id),
                 Ok(Request::Ping { id }) => {
                     log.pings += 1;
-                    out.push_back(Out::Pong(id));
+                    // The state its statuses reported (after a configuration: WiFi and the broker up).
+                    let state = BridgeState {
+                        wifi_up: configured,
+                        broker: if configured {
+                            BrokerState::Up { session_present: false }
+                        } else {
+                            BrokerState::Unknown
+                        },
+                        queue_full: false,
+                    };
+                    out.push_back(Out::Pong(id, state));
                 }
                 Ok(Request::TimeRequest) => out.push_back(Out::Time),
                 Ok(Request::StatsRequest) | Err(_) => {}
