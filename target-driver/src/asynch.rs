@@ -462,8 +462,10 @@ impl<
         }
     }
 
-    /// Unsubscribes. Waits while the subscription table is full or an earlier subscribe or unsubscribe of this
-    /// filter is unanswered.
+    /// Unsubscribes. Waits while the subscription table is full and one of its entries waits for an answer (which
+    /// may free it), or while an earlier subscribe or unsubscribe of this filter is unanswered. A table full of
+    /// settled subscriptions gives [`Error::TooManySubscriptions`] at once, for a filter not in it: waiting would
+    /// be forever.
     pub async fn unsubscribe(&self, filter: &str) -> Result<(), Error> {
         let token = self.start(|core| core.unsubscribe(filter)).await?;
         self.finish(token).await.map(|_| ())

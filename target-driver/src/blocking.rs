@@ -131,7 +131,8 @@ where
     }
 
     /// Starts a subscription; follow it with [`Client::outcome`]. [`Error::WouldBlock`] while the subscription
-    /// table is full or an earlier subscribe or unsubscribe of this filter is unanswered (retry after a poll).
+    /// table is full and one of its entries waits for an answer, or an earlier subscribe or unsubscribe of this
+    /// filter is unanswered (retry after a poll); [`Error::TooManySubscriptions`] when it is full and none waits.
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<Token, Error> {
         self.core.subscribe(filter, qos)
     }

@@ -1132,8 +1132,9 @@ impl<
     }
 
     /// Subscribes (or changes the QoS of a subscription). The filter is kept and replayed after a bridge reset.
-    /// [`Error::WouldBlock`] while every entry is taken, or while an earlier subscribe or unsubscribe of the same
-    /// filter is unanswered.
+    /// [`Error::WouldBlock`] while every entry is taken and one of them waits for an answer (which may free it), or
+    /// while an earlier subscribe or unsubscribe of the same filter is unanswered;
+    /// [`Error::TooManySubscriptions`] when every entry is taken and none waits.
     pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Result<Token, Error> {
         check_filter(filter, T)?;
         if !matches!(qos, QoS::AtMostOnce | QoS::AtLeastOnce) {
@@ -1157,7 +1158,15 @@ impl<
         let sub = match self.subs.iter().position(|s| s.filter.as_str() == filter) {
             Some(i) => &mut self.subs[i],
             None => {
-                let free = self.subs.iter().position(|s| !s.used()).ok_or(Error::WouldBlock)?;
+                let Some(free) = self.subs.iter().position(|s| !s.used()) else {
+                    // Only an answer can free an entry (to an unsubscription, or a refused subscription).
+                    let pending = self.subs.iter().any(|s| s.id.is_some());
+                    return Err(if pending {
+                        Error::WouldBlock
+                    } else {
+                        Error::TooManySubscriptions
+                    });
+                };
                 let sub = &mut self.subs[free];
                 // Fits: check_filter() bounds it by T. A free entry has no request in flight and no replay; the
                 // rest is set below.

@@ -34,6 +34,10 @@ pub enum Error {
     /// full, or an earlier subscribe or unsubscribe of the same filter is unanswered. Async calls wait instead; the
     /// blocking client returns this so the caller can retry (would-block).
     WouldBlock,
+    /// Every entry of the subscription table (`SUBS`) holds a filter and none waits for an answer that could free
+    /// it: a subscribe of another filter, or an unsubscribe of a filter not in the table, would wait forever.
+    /// Unsubscribe from one first, or build the driver with a larger `SUBS` (nothing was sent).
+    TooManySubscriptions,
     /// The bridge refused the operation.
     Refused(ErrorKind),
     /// The broker refused the subscription.
@@ -68,6 +72,7 @@ impl core::fmt::Display for Error {
             Error::PayloadTooLong => f.write_str("payload longer than the payload buffer"),
             Error::UnsupportedQoS => f.write_str("only QoS 0 and 1 are supported"),
             Error::WouldBlock => f.write_str("no room now; retry later"),
+            Error::TooManySubscriptions => f.write_str("the subscription table is full"),
             Error::Refused(kind) => write!(f, "the bridge refused: {kind:?}"),
             Error::SubscriptionFailed => f.write_str("the broker refused the subscription"),
             Error::BridgeReset => f.write_str("the bridge was reset before it confirmed this QoS 0 publication"),

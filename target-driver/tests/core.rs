@@ -688,6 +688,35 @@ fn unsubscribe_forgets_the_filter_so_it_is_not_replayed() {
 }
 
 #[test]
+fn a_full_subscription_table_waits_only_while_an_answer_may_free_it() {
+    let mut core = up();
+    let filters = ["a", "b", "c", "d"];
+    for (i, f) in filters.iter().enumerate() {
+        let t = core.subscribe(f, QoS::AtMostOnce).expect("room");
+        let result = protocol::SubResult::Granted(QoS::AtMostOnce);
+        deliver(&mut core, &BridgeEvent::SubAck { id: t.0, result }, at(300 + i as u64));
+    }
+    sent(&mut core);
+    // Four settled subscriptions: nothing will free an entry by itself.
+    assert_eq!(core.subscribe("e", QoS::AtMostOnce), Err(Error::TooManySubscriptions));
+    assert_eq!(core.unsubscribe("old/#"), Err(Error::TooManySubscriptions));
+    assert!(sent(&mut core).is_empty(), "sent without an entry");
+    // The table's own filters still change.
+    assert!(
+        core.subscribe("a", QoS::AtLeastOnce).is_ok(),
+        "a new QoS for a kept filter"
+    );
+    let u = core.unsubscribe("b").expect("a kept filter");
+    // Answers may free an entry now: wait (would-block).
+    assert_eq!(core.subscribe("e", QoS::AtMostOnce), Err(Error::WouldBlock));
+    deliver(&mut core, &BridgeEvent::UnsubAck { id: u.0 }, at(400));
+    assert!(
+        core.subscribe("e", QoS::AtMostOnce).is_ok(),
+        "the unsubscription freed an entry"
+    );
+}
+
+#[test]
 fn an_unanswered_unsubscribe_is_sent_again_after_a_bridge_reset_and_then_forgotten() {
     let mut core = up();
     // A filter this driver never subscribed (the broker may keep it from an earlier session) takes an entry.

@@ -148,6 +148,20 @@ fn statuses_lost_on_the_link_reach_the_application_from_the_watchdogs_ping() {
 }
 
 #[test]
+fn a_subscription_past_a_full_table_is_an_error_not_a_wait() {
+    let wires = Wires::new();
+    let _bridge = Bridge::start(&wires, Knobs::default());
+    let last = drive(&wires, config(), async |c| {
+        // The default table holds four.
+        for f in ["a/1", "a/2", "a/3", "a/4"] {
+            assert_eq!(c.subscribe(f, QoS::AtMostOnce).await, Ok(QoS::AtMostOnce));
+        }
+        c.subscribe("a/5", QoS::AtMostOnce).await
+    });
+    assert_eq!(last, Err(Error::TooManySubscriptions));
+}
+
+#[test]
 fn wildcard_subscription_delivers_every_byte_value_and_acks_only_when_taken() {
     let wires = Wires::new();
     let bridge = Bridge::start(&wires, Knobs::default());
