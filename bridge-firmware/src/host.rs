@@ -122,6 +122,8 @@ pub struct HostStats {
     pub refused_full: u32,
     /// Reconnections made to have the broker send a delivery lost on the link again.
     pub redelivery_reconnects: u32,
+    /// Deliveries of a clean session lost on the link and given up (acknowledged to the broker).
+    pub given_up_deliveries: u32,
 }
 
 /// A host bridge running in its own thread.
@@ -424,6 +426,7 @@ pub fn run(wires: &Arc<Wires>, options: &HostOptions, stop: &AtomicBool, stats: 
                     boots,
                     refused_full: bridge.refused_full(),
                     redelivery_reconnects: bridge.redelivery_reconnects(),
+                    given_up_deliveries: bridge.given_up_deliveries(),
                 };
             }
             if moved {

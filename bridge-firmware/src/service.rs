@@ -23,7 +23,8 @@
 //!   frame and no answer waits before it; otherwise the session stops reading, TCP pushes back and the broker
 //!   holds the rest. QoS 1 deliveries are acknowledged to the broker only at the target's `Ack`; one left
 //!   unacknowledged by a target that talks on (its message or its `Ack` lost on the link) is fetched again by a
-//!   reconnection (persistent sessions; [`ACK_TIMEOUT`]).
+//!   reconnection with a persistent session, and given up (acknowledged, counted) with a clean one, which could
+//!   not get it back, so that the broker's window of messages in flight does not shrink ([`ACK_TIMEOUT`]).
 //! - **Answers to the target.** At most [`CONTROL_QUEUE`] small events (acks, statuses, pongs) wait for the link;
 //!   a request is taken from the link only when its answers fit, otherwise the link holds (clock stretching). A
 //!   broker state change that finds the queue full is sent as soon as there is room (the latest state wins).
@@ -132,6 +133,8 @@ struct Counters {
     refused_full: u32,
     /// Reconnections made to have the broker send a lost delivery again.
     redelivery_reconnects: u32,
+    /// Deliveries of a clean session given up (see [`Bridge::check_deliveries`]).
+    given_up_deliveries: u32,
 }
 
 /// What [`Bridge::poll`] did.
@@ -491,12 +494,20 @@ impl<
         self.counters.redelivery_reconnects
     }
 
+    /// QoS 1 deliveries of a clean session that the target did not acknowledge (lost on the link), acknowledged to
+    /// the broker after [`ACK_TIMEOUT`] all the same.
+    pub fn given_up_deliveries(&self) -> u32 {
+        self.counters.given_up_deliveries
+    }
+
     /// The link drops a damaged frame: a QoS 1 message to the target, or the target's `Ack` of it, may be lost.
     /// The oldest delivery is watched from when its frame has left the send queue; if it is still unacknowledged
     /// [`ACK_TIMEOUT`] later although the target has sent frames since (a target that has not taken a message holds
     /// the link and sends nothing), it was lost. The broker sends an unacknowledged delivery again only on a new
     /// connection, so with a persistent session the bridge disconnects (cleanly: no will) and connects again at
-    /// once. With a clean session a new connection would not bring it back: nothing is done.
+    /// once. With a clean session a new connection would not bring it back (nor would anything else): the bridge
+    /// acknowledges it, so that it does not hold one of the broker's messages in flight for this client for the
+    /// rest of the connection (the broker stops sending QoS 1 messages when all of them are held), and counts it.
     fn check_deliveries(&mut self, now: Instant) {
         let Some(oldest) = self.deliveries.first().map(|d| d.id) else {
             self.delivery_watch = None;
@@ -505,10 +516,18 @@ impl<
         let frames_rx = self.port.stats().frames_rx;
         match self.delivery_watch {
             Some(w) if w.id == oldest => {
-                if now < w.since + ACK_TIMEOUT || frames_rx == w.frames_rx || !self.persistent {
+                if now < w.since + ACK_TIMEOUT || frames_rx == w.frames_rx {
                     return;
                 }
                 let Some(session) = self.session.as_mut() else { return };
+                self.delivery_watch = None;
+                if !self.persistent {
+                    warn!("delivery {} unacknowledged by a target that talks on: given up", oldest);
+                    let d = self.deliveries.remove(0);
+                    let _ = session.ack(d.packet_id);
+                    self.counters.given_up_deliveries = self.counters.given_up_deliveries.saturating_add(1);
+                    return;
+                }
                 warn!(
                     "delivery {} unacknowledged by a target that talks on: reconnecting for the broker to resend it",
                     oldest
@@ -517,7 +536,6 @@ impl<
                 self.reconnect_after_disconnect = true;
                 self.counters.redelivery_reconnects = self.counters.redelivery_reconnects.saturating_add(1);
                 self.deliveries.clear();
-                self.delivery_watch = None;
             }
             _ => {
                 self.delivery_watch = (self.port.tx_pending() == 0).then_some(DeliveryWatch {

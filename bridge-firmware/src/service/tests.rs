@@ -651,7 +651,23 @@ fn a_target_holding_a_message_or_a_clean_session_gets_no_reconnection() {
         r.advance(1_000);
     }
     assert!(!r.broker_reads().contains(&Pk::Disconnect));
-    // With a clean session a new connection would not bring the message back.
+    assert_eq!(r.bridge.redelivery_reconnects(), 0);
+}
+
+/// What the bridge sent the broker, keepalive pings answered and left out.
+fn broker_reads_answering_pings(r: &mut Rig<Std>) -> Vec<Pk> {
+    let mut sent = r.broker_reads();
+    if sent.contains(&Pk::PingReq) {
+        r.broker_sends(&Packet::PingResp);
+        sent.retain(|p| *p != Pk::PingReq);
+    }
+    sent
+}
+
+#[test]
+fn a_clean_session_gives_a_lost_delivery_up_instead_of_holding_the_brokers_window() {
+    // A new connection would not bring the message back: the bridge acknowledges it, or every lost delivery would
+    // hold one of the broker's messages in flight for this client until the connection ends.
     let mut r = Rig::<Std>::new();
     r.pump();
     r.bridge.handle_wifi(true, r.now);
@@ -659,10 +675,33 @@ fn a_target_holding_a_message_or_a_clean_session_gets_no_reconnection() {
     clean.clean_session = true;
     let mut seen = r.request(&Request::Configure(clean));
     r.connect(false, &mut seen);
-    deliver_one(&mut r, 5, false);
-    ping_every_second(&mut r, 0..30);
-    assert!(!r.broker_reads().contains(&Pk::Disconnect));
-    assert_eq!(r.bridge.redelivery_reconnects(), 0);
+    let lost = deliver_one(&mut r, 5, false);
+    let kept = deliver_one(&mut r, 6, false);
+    ping_every_second(&mut r, 0..9);
+    assert_eq!(broker_reads_answering_pings(&mut r), vec![], "not before ACK_TIMEOUT");
+    r.advance(1_000);
+    r.request(&Request::Ping { id: 9 });
+    assert_eq!(
+        broker_reads_answering_pings(&mut r),
+        vec![Pk::PubAck(5)],
+        "given up: acknowledged, no reconnection"
+    );
+    assert_eq!(
+        (r.bridge.given_up_deliveries(), r.bridge.redelivery_reconnects()),
+        (1, 0)
+    );
+    assert!(r.bridge.is_link_up());
+    // A late Ack of it changes nothing; the next delivery is watched afresh, and acknowledged in time it stays.
+    r.request(&Request::Ack { id: lost });
+    assert_eq!(broker_reads_answering_pings(&mut r), vec![]);
+    r.request(&Request::Ack { id: kept });
+    assert_eq!(broker_reads_answering_pings(&mut r), vec![Pk::PubAck(6)]);
+    for id in 10..30 {
+        ping_every_second(&mut r, id..id + 1);
+        assert_eq!(broker_reads_answering_pings(&mut r), vec![]);
+    }
+    assert!(r.bridge.is_link_up());
+    assert_eq!(r.bridge.given_up_deliveries(), 1);
 }
 
 #[test]
