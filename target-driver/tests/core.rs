@@ -1465,3 +1465,107 @@ mod confused_bridge {
         }
     }
 }
+
+mod lossy_statuses {
+    //! The bridge's state changes at random; each status event that reports a change may be lost on the link, and
+    //! pongs come now and then (lost too, some). However the losses fall, the application is told each kind's state
+    //! once per change it hears of, never twice in a row, and after a pong it knows the bridge's state.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The kind of an application status: 0 WiFi, 1 broker, 2 queue.
+    fn kind(s: &Status) -> usize {
+        match s {
+            Status::WifiUp | Status::WifiDown => 0,
+            Status::BrokerUp { .. } | Status::BrokerDown(_) => 1,
+            Status::QueueFull(_) => 2,
+            other => panic!("not a bridge state: {other:?}"),
+        }
+    }
+
+    /// What the application should have been told of `state`, by kind (the queue as [`heard`] gives it).
+    fn expected(state: &BridgeState) -> [Option<Status>; 3] {
+        [
+            Some(if state.wifi_up {
+                Status::WifiUp
+            } else {
+                Status::WifiDown
+            }),
+            match state.broker {
+                BrokerState::Unknown => None,
+                BrokerState::Up { session_present } => Some(Status::BrokerUp { session_present }),
+                BrokerState::Down { reason } => Some(Status::BrokerDown(reason)),
+            },
+            Some(Status::QueueFull(state.queue_full)),
+        ]
+    }
+
+    /// What the application was told, by kind; a queue it heard nothing of has room.
+    fn heard(told: [Option<Status>; 3]) -> [Option<Status>; 3] {
+        [told[0], told[1], told[2].or(Some(Status::QueueFull(false)))]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn the_application_is_told_each_change_once_and_the_state_after_a_pong(
+            steps in proptest::collection::vec((0..3u8, 0..4u8, any::<bool>(), 0..4u8), 1..40),
+        ) {
+            let mut core = up();
+            let mut state = BridgeState { wifi_up: false, broker: BrokerState::Unknown, queue_full: false };
+            let mut told: [Option<Status>; 3] = [None, None, None];
+            let mut t = 300;
+            let check = |core: &mut C, told: &mut [Option<Status>; 3]| {
+                for s in statuses(core) {
+                    let k = kind(&s);
+                    prop_assert_ne!(told[k], Some(s), "told twice in a row");
+                    prop_assert!(k != 2 || told[k].is_some() || s == Status::QueueFull(true), "room never lost: {:?}", s);
+                    told[k] = Some(s);
+                }
+                Ok(())
+            };
+            for (k, value, lost, pong_now) in steps {
+                let status = match k {
+                    0 => {
+                        state.wifi_up = value % 2 == 1;
+                        if state.wifi_up { BStatus::WifiUp } else { BStatus::WifiDown }
+                    }
+                    1 => {
+                        // Up with or without a session, or down for one of two reasons.
+                        let (broker, status) = match value {
+                            0 | 1 => {
+                                let session_present = value == 1;
+                                (BrokerState::Up { session_present }, BStatus::BrokerUp { session_present })
+                            }
+                            _ => {
+                                let reason = if value == 2 { DownReason::Closed } else { DownReason::KeepaliveTimeout };
+                                (BrokerState::Down { reason }, BStatus::BrokerDown { reason })
+                            }
+                        };
+                        state.broker = broker;
+                        status
+                    }
+                    _ => {
+                        state.queue_full = value % 2 == 1;
+                        BStatus::Backpressure { full: state.queue_full }
+                    }
+                };
+                t += 10;
+                if !lost {
+                    deliver(&mut core, &BridgeEvent::Status(status), at(t));
+                }
+                if pong_now == 0 {
+                    deliver(&mut core, &pong(state), at(t));
+                    check(&mut core, &mut told)?;
+                    prop_assert_eq!(heard(told), expected(&state));
+                }
+                check(&mut core, &mut told)?;
+            }
+            deliver(&mut core, &pong(state), at(t + 10));
+            check(&mut core, &mut told)?;
+            prop_assert_eq!(heard(told), expected(&state));
+        }
+    }
+}
