@@ -234,6 +234,10 @@ impl<const N: usize> Default for FrameDecoder<N> {
 
 impl<const N: usize> FrameDecoder<N> {
     /// An empty decoder.
+    // Always inline: kept out of line (its body is a clear of `N` bytes), it returns the decoder through a
+    // temporary that is then copied, twice, on the way into a caller's larger value: 2 × 240 bytes of stack in the
+    // board examples' blocking program, and 188 bytes of flash in the async one.
+    #[inline(always)]
     pub const fn new() -> Self {
         FrameDecoder {
             buf: [0; N],
