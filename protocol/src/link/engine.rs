@@ -76,6 +76,8 @@ impl RxHold {
     }
 
     /// Delivers the byte if there is room; `true` when nothing is left.
+    // Out of line: see `RxBits::push`.
+    #[inline(never)]
     fn deliver<I: LinkIo>(&mut self, io: &mut I) -> bool {
         match self.0 {
             Some(byte) if !io.rx(byte) => false,
@@ -123,6 +125,8 @@ impl End {
         }
     }
 
+    // Out of line: see `RxBits::push`.
+    #[inline(never)]
     fn result(&self, wait: Wait) -> Step {
         Step {
             clk: self.clk,
