@@ -82,6 +82,28 @@ largest_frame() {
         }'
 }
 
+# Prints the bytes of code that are the driver's own: every instruction whose chain of inlined functions (from the
+# debug info, `addr2line -i`) holds a function of the target_driver, protocol or crc crates. The difference above
+# also counts the compiler's memory functions, embassy's pin interrupts and the example's own code around the
+# driver; this is the method of `cargo bloat` by crate, seeing through inlining. Code only (read-only data is not
+# counted). Needs binutils' addr2line (there wherever the host's linker is); prints "?" without it.
+own_code() {
+    { command -v addr2line >/dev/null && [ -n "$objdump_tool" ]; } || { echo "?"; return; }
+    "$objdump_tool" -d --no-show-raw-insn -j .text "$1" |
+        awk '/^ *[0-9a-f]+:/ { a = $1; sub(":", "", a); print "0x" a }' |
+        addr2line -a -f -i -C -e "$1" |
+        awk '
+            function hex(h,    i, v) {
+                sub("^0x", "", h); v = 0
+                for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+                return v
+            }
+            # One block per address: the address, then a function name and a file:line per inlined frame.
+            /^0x/ { if (n > 0 && own) total += hex($0) - at; at = hex($0); own = 0; n++; odd = 1; next }
+            { if (odd && $0 ~ /^<?(target_driver|protocol|crc)::/) own = 1; odd = !odd }
+            END { if (own) total += 2; print total + 0 }'
+}
+
 report() {
     local board=$1 dir=$2 main=$3 bins with without t1 d1 b1 t0 d0 b0
     # A failed build makes the pipeline in build() fail, which set -e and pipefail turn into an exit here.
@@ -107,6 +129,8 @@ report() {
         printf '  %-40s %8d %8d %8d\n' "$other (blocking API, one loop)" "$t2" "$d2" "$b2"
         printf '  %-40s %8d %8d %8d\n' "its cost" $((t2 - t0)) $((d2 - d0)) $((b2 - b0))
     fi
+    printf '  %-40s %8s\n' "of which the driver's own code" "$(own_code "$with")"
+    [ -n "$other" ] && printf '  %-40s %8s\n' "of which the driver's own code, $other" "$(own_code "$path")"
     printf '  (flash = text + data, static RAM = data + bss)\n'
     local bin frame fn
     for bin in "$main:$with" "baseline:$without" ${other:+"$other:$path"}; do
