@@ -3,8 +3,9 @@
 # use in Berkeley format (text, data, bss), next to a baseline without the target-driver crate (each project's
 # `baseline` binary: the same chip set-up, executor, timer and LED), and the difference: what the target driver costs
 # (driver, link and protocol together). On the STM32F405 it also prints the `superloop` program: the same
-# application on the blocking API. For each program it also prints the largest stack frame one function sets up,
-# so that a large temporary on the stack (the driver built through a copy, say) shows.
+# application on the blocking API. For each program with the driver it also prints the driver's own code (see
+# own_code), and for every program the largest stack frame one function sets up, so that a large temporary on the
+# stack (the driver built through a copy, say) shows.
 #
 # Needs rustup's cargo (stable). Adds the two targets and llvm-tools if they are missing (both idempotent).
 # Exits non-zero if a build fails, or if the RP2040 image lacks its second-stage bootloader at 0x10000000.
