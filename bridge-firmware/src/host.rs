@@ -124,6 +124,8 @@ pub struct HostStats {
     pub redelivery_reconnects: u32,
     /// Deliveries of a clean session lost on the link and given up (acknowledged to the broker).
     pub given_up_deliveries: u32,
+    /// Messages from the broker too long for the link or the target, dropped (and acknowledged).
+    pub too_long: u32,
 }
 
 /// A host bridge running in its own thread.
@@ -427,6 +429,7 @@ pub fn run(wires: &Arc<Wires>, options: &HostOptions, stop: &AtomicBool, stats: 
                     refused_full: bridge.refused_full(),
                     redelivery_reconnects: bridge.redelivery_reconnects(),
                     given_up_deliveries: bridge.given_up_deliveries(),
+                    too_long: bridge.too_long(),
                 };
             }
             if moved {

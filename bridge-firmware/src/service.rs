@@ -24,7 +24,9 @@
 //!   holds the rest. QoS 1 deliveries are acknowledged to the broker only at the target's `Ack`; one left
 //!   unacknowledged by a target that talks on (its message or its `Ack` lost on the link) is fetched again by a
 //!   reconnection with a persistent session, and given up (acknowledged, counted) with a clean one, which could
-//!   not get it back, so that the broker's window of messages in flight does not shrink ([`ACK_TIMEOUT`]).
+//!   not get it back, so that the broker's window of messages in flight does not shrink ([`ACK_TIMEOUT`]). A
+//!   message longer than the link carries or than the target takes (`Config::max_message`) is not sent: it is
+//!   dropped, acknowledged (QoS 1) and counted ([`Bridge::too_long`]).
 //! - **Answers to the target.** At most [`CONTROL_QUEUE`] small events (acks, statuses, pongs) wait for the link;
 //!   a request is taken from the link only when its answers fit, otherwise the link holds (clock stretching). A
 //!   broker state change that finds the queue full is sent as soon as there is room (the latest state wins).
@@ -135,6 +137,8 @@ struct Counters {
     redelivery_reconnects: u32,
     /// Deliveries of a clean session given up (see [`Bridge::check_deliveries`]).
     given_up_deliveries: u32,
+    /// Messages from the broker too long for the link or for the target, dropped (and acknowledged).
+    too_long: u32,
 }
 
 /// What [`Bridge::poll`] did.
@@ -173,6 +177,8 @@ pub struct Bridge<
     /// A digest of the configuration the session was made from: an identical `Configure` keeps the session.
     config_digest: u32,
     jitter_seed: u32,
+    /// The longest message the target takes (`Config::max_message`).
+    target_max_message: u16,
     wifi_up: bool,
     /// The broker connection as last reported to the target (or about to be, from `broker_pending`).
     broker: BrokerState,
@@ -298,6 +304,7 @@ impl<
             network: None,
             config_digest: 0,
             jitter_seed,
+            target_max_message: 0,
             wifi_up: false,
             broker: BrokerState::Unknown,
             broker_pending: None,
@@ -492,6 +499,12 @@ impl<
     /// Reconnections made to have the broker send a lost delivery again.
     pub fn redelivery_reconnects(&self) -> u32 {
         self.counters.redelivery_reconnects
+    }
+
+    /// Messages from the broker longer than the link carries or than the target takes (`Config::max_message`):
+    /// dropped, and acknowledged to the broker (QoS 1) so that it does not send them again and again.
+    pub fn too_long(&self) -> u32 {
+        self.counters.too_long
     }
 
     /// QoS 1 deliveries of a clean session that the target did not acknowledge (lost on the link), acknowledged to
@@ -715,6 +728,8 @@ impl<
             self.error(0, ErrorKind::Unsupported);
             return Taken::Done;
         }
+        // A fact about the target, whatever becomes of the rest (kept with an identical configuration too).
+        self.target_max_message = c.max_message;
         let d = digest(c);
         if self.session.is_some() && d == self.config_digest {
             // The same configuration again (a target that restarted without resetting the bridge): keep the
@@ -904,6 +919,7 @@ impl<
 
     /// Handles one session event; `false` when there was none.
     fn session_event(&mut self, now: Instant) -> bool {
+        let target_max = usize::from(self.target_max_message);
         let Some(session) = self.session.as_mut() else {
             return false;
         };
@@ -925,11 +941,16 @@ impl<
                     retain: m.retain,
                     dup: m.dup,
                 };
-                let too_long = m.topic.len() > MAX_TOPIC_LEN || m.payload.len() > MAX_PAYLOAD_LEN;
+                let too_long = m.topic.len() > MAX_TOPIC_LEN
+                    || m.payload.len() > MAX_PAYLOAD_LEN
+                    || protocol::wire::encoded_len(&ev) > target_max;
                 let packet_id = m.packet_id;
                 if too_long {
-                    // The link cannot carry it: acknowledge it so that the broker does not resend it forever.
-                    warn!("message over the link's limits dropped");
+                    // The link or the target cannot take it (the target would drop its frame, and a QoS 1 delivery
+                    // lost that way would be fetched again and again): acknowledge it so that the broker does not
+                    // resend it.
+                    warn!("message over the link's or the target's limits dropped");
+                    self.counters.too_long = self.counters.too_long.saturating_add(1);
                     if let Some(pid) = packet_id {
                         let _ = session.ack(pid);
                     }

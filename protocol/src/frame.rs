@@ -235,6 +235,9 @@ impl<const N: usize> Default for FrameDecoder<N> {
 }
 
 impl<const N: usize> FrameDecoder<N> {
+    /// The longest message it accepts, in bytes (the frame's CRC and COBS not counted).
+    pub const MAX_MESSAGE: usize = N.saturating_sub(CRC_LEN);
+
     /// An empty decoder.
     // Always inline: kept out of line (its body is a clear of `N` bytes), it returns the decoder through a
     // temporary that is then copied, twice, on the way into a caller's larger value: 2 × 240 bytes of stack in the

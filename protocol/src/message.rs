@@ -104,6 +104,10 @@ pub struct Config<'a> {
     pub will: Option<Will<'a>>,
     /// Whether the target wants TLS to the broker.
     pub tls: bool,
+    /// The longest message the target accepts, in encoded bytes (the frame's CRC and COBS not counted): the
+    /// bridge sends no longer [`Event::Message`] (the target would drop its frame), and acknowledges a QoS 1
+    /// delivery it cannot send, so that the broker does not send it again and again.
+    pub max_message: u16,
 }
 
 /// A request from the target to the bridge.

@@ -71,6 +71,9 @@ impl<const TX: usize, const RX: usize> Default for Port<TX, RX> {
 }
 
 impl<const TX: usize, const RX: usize> Port<TX, RX> {
+    /// The longest message the receive side accepts, in bytes (the frame's CRC and COBS not counted).
+    pub const MAX_RX_MESSAGE: usize = FrameDecoder::<RX>::MAX_MESSAGE;
+
     /// Empty queues.
     pub const fn new() -> Self {
         Port {

@@ -42,6 +42,7 @@ struct OwnedConfig {
     clean_session: bool,
     will: Option<OwnedWill>,
     tls: bool,
+    max_message: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +95,7 @@ impl OwnedRequest {
                     retain: w.retain,
                 }),
                 tls: c.tls,
+                max_message: c.max_message,
             }),
             OwnedRequest::Publish {
                 id,
@@ -257,12 +259,13 @@ fn config() -> impl Strategy<Value = OwnedConfig> {
             any::<bool>(),
             proptest::option::of(will()),
             any::<bool>(),
+            any::<u16>(),
         ),
     )
         .prop_map(
             |(
                 (version, wifi_ssid, wifi_password, broker_host, broker_port, client_id),
-                (username, password, keepalive_s, clean_session, will, tls),
+                (username, password, keepalive_s, clean_session, will, tls, max_message),
             )| OwnedConfig {
                 version,
                 wifi_ssid,
@@ -276,6 +279,7 @@ fn config() -> impl Strategy<Value = OwnedConfig> {
                 clean_session,
                 will,
                 tls,
+                max_message,
             },
         )
 }
@@ -718,6 +722,7 @@ fn representative_frames() -> Vec<Vec<u8>> {
                 retain: true,
             }),
             tls: false,
+            max_message: 1000,
         })),
         frame(&Event::Message {
             id: 9,
@@ -856,6 +861,7 @@ fn largest_config(s: &Strings) -> Config<'_> {
             retain: true,
         }),
         tls: true,
+        max_message: u16::MAX,
     }
 }
 
@@ -889,8 +895,8 @@ fn largest_messages_fit_the_frame_limits() {
     let s = Strings::at_limits();
     // Sizes by hand: every u16 at its maximum takes 3 bytes, a length of 128 or more takes 2.
     // Configure: 1 + 3 + (1+32) + (1+64) + (2+128) + 3 + (2+128) + (1+2+128) + (1+2+128) + 3 + 1
-    //            + will (1 + (2+256) + (2+256) + 1 + 1) + 1 = 1151.
-    assert_eq!(check_largest_request(Request::Configure(largest_config(&s))), 1151);
+    //            + will (1 + (2+256) + (2+256) + 1 + 1) + 1 + 3 = 1154.
+    assert_eq!(check_largest_request(Request::Configure(largest_config(&s))), 1154);
     // Publish: 1 + 3 + (2+256) + (2+1024) + 1 + 1 = 1290.
     assert_eq!(
         check_largest_request(Request::Publish {

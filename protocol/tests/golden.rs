@@ -105,6 +105,7 @@ fn configure_minimal() {
             clean_session: true,
             will: None,
             tls: false,
+            max_message: 210,
         }),
         &[
             0x00, // Configure
@@ -120,6 +121,7 @@ fn configure_minimal() {
             0x01, // clean_session true
             0x00, // will None
             0x00, // tls false
+            0xD2, 0x01, // max_message 210 = 0xD2: 0x52 | 0x80, 0xD2 >> 7 = 1
         ],
     );
 }
@@ -145,6 +147,7 @@ fn configure_with_everything() {
                 retain: true,
             }),
             tls: true,
+            max_message: u16::MAX,
         }),
         &[
             0x00, // Configure
@@ -164,6 +167,7 @@ fn configure_with_everything() {
             0x01, // will.qos AtLeastOnce
             0x01, // will.retain true
             0x01, // tls true
+            0xFF, 0xFF, 0x03, // max_message 65535: three bytes
         ],
     );
 }
@@ -189,6 +193,7 @@ fn configure_with_will_of_unknown_qos() {
                 retain: false,
             }),
             tls: false,
+            max_message: 0,
         }),
         &[
             0x00, 0x01, 0x01, b's', 0x01, b'p', 0x01, b'b', //
@@ -199,7 +204,8 @@ fn configure_with_will_of_unknown_qos() {
             0x80, 0x01, // keepalive_s 128: two bytes
             0x01, // clean_session
             0x01, 0x00, 0x00, 0x02, 0x00, // will Some { "", [], qos 2 (unknown), retain false }
-            0x00,
+            0x00, // tls false
+            0x00, // max_message 0
         ],
     );
 }

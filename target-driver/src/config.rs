@@ -79,8 +79,8 @@ impl<'a> Config<'a> {
         }
     }
 
-    /// The configure request for the bridge.
-    pub(crate) fn request(&self) -> protocol::Config<'a> {
+    /// The configure request for the bridge, for a target that accepts messages of up to `max_message` bytes.
+    pub(crate) fn request(&self, max_message: u16) -> protocol::Config<'a> {
         protocol::Config {
             version: protocol::PROTOCOL_VERSION,
             wifi_ssid: self.wifi_ssid,
@@ -94,6 +94,7 @@ impl<'a> Config<'a> {
             clean_session: self.clean_session,
             will: self.will,
             tls: self.tls,
+            max_message,
         }
     }
 }

@@ -446,6 +446,16 @@ impl<
         "target-driver: POOL must hold T + P bytes and be at most 65535"
     );
 
+    /// The longest message the receive buffer takes, as the configuration tells the bridge.
+    const MAX_MESSAGE: u16 = {
+        let n = Port::<TX, RX>::MAX_RX_MESSAGE;
+        if n > u16::MAX as usize {
+            u16::MAX
+        } else {
+            n as u16
+        }
+    };
+
     /// A core that starts by resetting the bridge at `now`.
     pub fn new(config: Config<'c>, now: Instant) -> Self {
         let () = Self::PUBLICATION_FITS;
@@ -951,7 +961,7 @@ impl<
         // One call site of the encoder for every kind of request: the queue takes them in `next_due`'s order.
         while let Some(due) = self.next_due() {
             let req = match due {
-                Due::Configure => Request::Configure(self.config.request()),
+                Due::Configure => Request::Configure(self.config.request(Self::MAX_MESSAGE)),
                 Due::Ping(id) => Request::Ping { id },
                 Due::Filter(i) => {
                     let sub = &mut self.subs[i];

@@ -995,6 +995,44 @@ fn a_message_at_the_default_limits_fits_the_default_receive_buffer() {
 }
 
 #[test]
+fn the_configuration_tells_the_bridge_the_longest_message_the_receive_buffer_takes() {
+    let mut core = C::new(config(), at(0));
+    core.handle_timeout(at(100));
+    deliver(&mut core, &ready(PROTOCOL_VERSION), at(200));
+    let mut dec: FrameDecoder<600> = FrameDecoder::new();
+    let mut max = None;
+    while let Some(b) = core.port().tx_next() {
+        if let protocol::Feed::Frame { message, .. } = dec.feed(&[b]) {
+            if let Ok(Request::Configure(c)) = Request::decode(message) {
+                max = Some(usize::from(c.max_message));
+            }
+        }
+    }
+    let max = max.expect("a configuration");
+    assert_eq!(max, target_driver::DEFAULT_RX - 2);
+    // It is what the port takes: a message of that many bytes arrives, one byte more is dropped.
+    let payload = vec![0x5Au8; 400];
+    let message = |n: usize| BridgeEvent::Message {
+        id: 7,
+        topic: "t",
+        payload: &payload[..n],
+        qos: QoS::AtMostOnce,
+        retain: false,
+        dup: false,
+    };
+    let n = (0..400)
+        .find(|&n| protocol::wire::encoded_len(&message(n)) == max)
+        .expect("a size");
+    statuses(&mut core);
+    deliver(&mut core, &message(n), at(300));
+    assert_eq!(core.stats().frame_errors, 0);
+    let mut buf = [0u8; 400];
+    assert!(matches!(core.take_event(&mut buf), Some(Event::Message(m)) if m.payload.len() == n));
+    deliver(&mut core, &message(n + 1), at(400));
+    assert_eq!(core.stats().frame_errors, 1, "one byte more was taken");
+}
+
+#[test]
 fn an_application_slow_to_take_a_message_does_not_get_the_bridge_reset() {
     let mut core = up();
     let msg = message(5, "m", b"x", QoS::AtLeastOnce);

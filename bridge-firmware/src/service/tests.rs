@@ -126,6 +126,7 @@ fn config(version: u16) -> Config<'static> {
         clean_session: false,
         will: None,
         tls: false,
+        max_message: protocol::message::MAX_MESSAGE_LEN as u16,
     }
 }
 
@@ -596,6 +597,39 @@ fn incoming_qos1_is_acknowledged_to_the_broker_only_after_the_target_acks() {
     r.request(&Request::Ack { id: *id });
     assert_eq!(r.broker_reads(), vec![Pk::PubAck(42)]);
     assert_eq!(r.bridge.stats().delivered, 1);
+}
+
+#[test]
+fn a_message_longer_than_the_target_takes_is_dropped_and_acknowledged_not_sent() {
+    // The target would drop its frame: a QoS 1 delivery lost that way would be fetched again and again.
+    let mut r = Rig::<Std>::new();
+    r.pump();
+    r.bridge.handle_wifi(true, r.now);
+    let mut small = config(PROTOCOL_VERSION);
+    small.max_message = 40;
+    let mut seen = r.request(&Request::Configure(small));
+    r.connect(false, &mut seen);
+    subscribe(&mut r, 1, "s/#");
+    // Encoded: tag, id, topic (1 + 3), payload (1 + 40), qos, retain, dup = 50 bytes, over 40.
+    r.broker_sends(&broker_publish("s/x", &[7; 40], Some(5), false));
+    assert_eq!(r.pump(), vec![], "sent to a target that cannot take it");
+    assert_eq!(
+        r.broker_reads(),
+        vec![Pk::PubAck(5)],
+        "left for the broker to send again"
+    );
+    assert_eq!(r.bridge.too_long(), 1);
+    r.broker_sends(&broker_publish("s/y", &[7; 40], None, false));
+    assert_eq!(r.pump(), vec![]);
+    assert_eq!(r.bridge.too_long(), 2);
+    // 40 bytes fit.
+    r.broker_sends(&broker_publish("s/x", &[7; 30], Some(6), false));
+    let ev = r.pump();
+    assert!(
+        matches!(&ev[..], [Ev::Message { payload, .. }] if payload.len() == 30),
+        "{ev:?}"
+    );
+    assert_eq!(r.bridge.too_long(), 2);
 }
 
 /// The target pings once a second, with these ids.
