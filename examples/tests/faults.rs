@@ -709,3 +709,86 @@ fn wrong_credentials_reach_the_target_and_the_bridge_backs_off() {
         "{in_window} connection attempts in {WINDOW:?}: backed off, not a storm, but still retrying"
     );
 }
+
+#[test]
+fn a_message_too_long_for_the_target_is_dropped_by_the_bridge_not_fetched_again_and_again() {
+    // A QoS 1 message longer than the target's receive buffer takes, to a persistent session. Sent all the same,
+    // the target's link would drop its frame, and the bridge would reconnect every ACK_TIMEOUT for the broker to
+    // send it again, for ever. The configuration tells the bridge the target's limit: it drops the message and
+    // acknowledges it.
+    use embassy_futures::select::{select, Either};
+    use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+    use protocol::sim::{target_pins, Chaos, ChaosConfig};
+    use target_driver::{Event, Pins, Resources, Timing};
+
+    let _serial = serial();
+    let broker = mosquitto("too-long", false);
+    let port = broker.port();
+    let wires = Wires::new();
+    let host = host_bridge(&wires, loopback(port));
+    // The driver's default buffers: its 212-byte receive buffer takes messages of up to 210 bytes.
+    let mut res: Resources<'static, NoopRawMutex> = Resources::new();
+    let pins = Pins::from(target_pins(&wires, Chaos::new(11, ChaosConfig::NONE)));
+    let timing = Timing {
+        timeout_us: 1_000_000,
+        ..Timing::default()
+    };
+    let config = persistent_config(&loopback(port), "e2e-too-long", None);
+    let (c, mut runner) = target_driver::new(pins, config, timing, &mut res).expect("pins");
+    let app = async {
+        let mut got: Vec<(String, usize)> = Vec::new();
+        let mut up = false;
+        let mut publisher = None;
+        let start = Instant::now();
+        let mut small_at = None;
+        // Until the small message came, and then past ACK_TIMEOUT (10 s), as long as a reconnection would take.
+        while start.elapsed() < Duration::from_secs(60)
+            && small_at.is_none_or(|t: Instant| t.elapsed() < Duration::from_secs(13))
+        {
+            let timeout = embassy_time::Timer::after(embassy_time::Duration::from_millis(200));
+            let event = c.next_event_with(|event| match event {
+                Event::Message(m) => Some(Ok((m.topic.to_string(), m.payload.len()))),
+                Event::Status(s) => Some(Err(s)),
+            });
+            match select(event, timeout).await {
+                Either::First(Some(Ok(message))) => {
+                    if message.0.ends_with("small") {
+                        small_at = Some(Instant::now());
+                    }
+                    got.push(message);
+                }
+                Either::First(Some(Err(Status::BrokerUp { .. }))) if !up => {
+                    up = true;
+                    c.subscribe("e2e/long/#", QoS::AtLeastOnce).await.expect("subscribe");
+                    publisher = Some(std::thread::spawn(move || {
+                        support::pub_(port, "e2e/long/big", &[0x42; 300], false);
+                        support::pub_(port, "e2e/long/small", b"fits", false);
+                    }));
+                }
+                _ => {}
+            }
+        }
+        if let Some(p) = publisher {
+            let _ = p.join();
+        }
+        got
+    };
+    let got = embassy_futures::block_on(async {
+        match select(runner.run(), app).await {
+            Either::First(never) => never,
+            Either::Second(got) => got,
+        }
+    });
+    let stats = host.stats();
+    eprintln!(
+        "too-long: received {got:?}; bridge: dropped as too long {}, reconnections for a lost delivery {}",
+        stats.too_long, stats.redelivery_reconnects
+    );
+    assert_eq!(
+        got,
+        vec![("e2e/long/small".to_string(), 4)],
+        "only the message that fits"
+    );
+    assert_eq!(stats.too_long, 1, "the long message was dropped once, by the bridge");
+    assert_eq!(stats.redelivery_reconnects, 0, "a reconnection to fetch it again");
+}
