@@ -233,10 +233,15 @@ macro_rules! rig_impl {
 
             /// Configured, WiFi up, transport open, CONNACK accepted.
             fn connected(session_present: bool) -> (Self, Vec<Ev>) {
+                Self::connected_with(config(PROTOCOL_VERSION), session_present)
+            }
+
+            /// As [`connected`](Self::connected), with this configuration.
+            fn connected_with(c: Config<'static>, session_present: bool) -> (Self, Vec<Ev>) {
                 let mut r = Self::new();
                 let mut seen = r.pump();
                 r.bridge.handle_wifi(true, r.now);
-                seen.extend(r.request(&Request::Configure(config(PROTOCOL_VERSION))));
+                seen.extend(r.request(&Request::Configure(c)));
                 r.connect(session_present, &mut seen);
                 (r, seen)
             }
@@ -602,13 +607,9 @@ fn incoming_qos1_is_acknowledged_to_the_broker_only_after_the_target_acks() {
 #[test]
 fn a_message_longer_than_the_target_takes_is_dropped_and_acknowledged_not_sent() {
     // The target would drop its frame: a QoS 1 delivery lost that way would be fetched again and again.
-    let mut r = Rig::<Std>::new();
-    r.pump();
-    r.bridge.handle_wifi(true, r.now);
     let mut small = config(PROTOCOL_VERSION);
     small.max_message = 40;
-    let mut seen = r.request(&Request::Configure(small));
-    r.connect(false, &mut seen);
+    let (mut r, _) = Rig::<Std>::connected_with(small, false);
     subscribe(&mut r, 1, "s/#");
     // Encoded: tag, id, topic (1 + 3), payload (1 + 40), qos, retain, dup = 50 bytes, over 40.
     r.broker_sends(&broker_publish("s/x", &[7; 40], Some(5), false));
@@ -702,13 +703,9 @@ fn broker_reads_answering_pings(r: &mut Rig<Std>) -> Vec<Pk> {
 fn a_clean_session_gives_a_lost_delivery_up_instead_of_holding_the_brokers_window() {
     // A new connection would not bring the message back: the bridge acknowledges it, or every lost delivery would
     // hold one of the broker's messages in flight for this client until the connection ends.
-    let mut r = Rig::<Std>::new();
-    r.pump();
-    r.bridge.handle_wifi(true, r.now);
     let mut clean = config(PROTOCOL_VERSION);
     clean.clean_session = true;
-    let mut seen = r.request(&Request::Configure(clean));
-    r.connect(false, &mut seen);
+    let (mut r, _) = Rig::<Std>::connected_with(clean, false);
     let lost = deliver_one(&mut r, 5, false);
     let kept = deliver_one(&mut r, 6, false);
     ping_every_second(&mut r, 0..9);
