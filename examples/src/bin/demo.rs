@@ -154,14 +154,17 @@ fn main() -> ExitCode {
     }
     println!(
         "link (bridge side): frames rx {} tx {}, frame errors {}, resyncs {}, delivered {}, queue high-water {}, \
-boots {}",
+boots {}, too long {}, lost deliveries fetched again {} / given up {}",
         link.frames_rx,
         link.frames_tx,
         link.frame_errors,
         link.resyncs,
         link.delivered,
         link.queue_high_water,
-        host_stats.boots
+        host_stats.boots,
+        host_stats.too_long,
+        host_stats.redelivery_reconnects,
+        host_stats.given_up_deliveries
     );
     println!(
         "link (target side): resets {}, resent {}, pings {}, frame errors {}, delivered {}, dropped {}",
