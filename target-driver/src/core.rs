@@ -411,6 +411,11 @@ pub struct Core<
     restored_unasked: bool,
     /// That restore's configuration has not been answered yet (by a status).
     awaiting_config_echo: bool,
+    /// The configuration sent last has not been answered yet: the bridge answers one with its state (statuses) or
+    /// a refusal. Unanswered at two answer checks in a row (lost on the link), it is sent again.
+    config_unanswered: bool,
+    /// As [`Pending::aged`], for the configuration.
+    config_aged: bool,
     /// The application took a message since the last timer check.
     heard: bool,
     /// The received message is lent to the application (see [`Core::borrow_event`]).
@@ -495,6 +500,8 @@ impl<
             link_reset: false,
             restored_unasked: false,
             awaiting_config_echo: false,
+            config_unanswered: false,
+            config_aged: false,
             heard: false,
             lent: false,
             told: NOTHING_TOLD,
@@ -759,7 +766,7 @@ impl<
                 self.status(Status::BridgeReady);
             }
             BridgeEvent::Status(s) => {
-                self.awaiting_config_echo = false;
+                (self.awaiting_config_echo, self.config_unanswered) = (false, false);
                 self.bridge_status(s);
             }
             BridgeEvent::PubAck { id } => {
@@ -848,7 +855,7 @@ impl<
             // Requests without an id: the configuration itself (TLS not offered, another version, ...).
             warn!("the bridge refused the configuration: {:?}", kind);
             self.restored_unasked = true;
-            self.awaiting_config_echo = false;
+            (self.awaiting_config_echo, self.config_unanswered) = (false, false);
             self.status(Status::ConfigurationRefused(kind));
             return;
         }
@@ -922,6 +929,12 @@ impl<
         }
         self.time_query.check();
         self.stats_query.check();
+        if self.config_unanswered && late(&mut self.config_aged) {
+            // Lost on the link (or its answer was): without it the bridge would never connect, and an
+            // application that waits for the broker before it sends anything would wait for ever.
+            warn!("the configuration went unanswered: sending it again");
+            self.configured = false;
+        }
         self.flush();
     }
 
@@ -1017,6 +1030,9 @@ impl<
                     warn!("the configuration does not fit the send buffer");
                     self.restored_unasked = true;
                     self.status(Status::ConfigurationRefused(ErrorKind::TooLong));
+                    // Done with (as mark_sent would), but not sent: no answer to wait for.
+                    self.configured = true;
+                    continue;
                 }
                 Err(_) => return,
             }
@@ -1061,7 +1077,7 @@ impl<
     /// Notes that the request `due` went into the send queue.
     fn mark_sent(&mut self, due: Due) {
         match due {
-            Due::Configure => self.configured = true,
+            Due::Configure => (self.configured, self.config_unanswered, self.config_aged) = (true, true, false),
             Due::Ping(_) => self.ping_due = false,
             Due::Filter(i) => (self.subs[i].sent, self.subs[i].aged) = (true, false),
             Due::Ack(_) => {

@@ -111,7 +111,8 @@ fn up() -> C {
     up_with(config())
 }
 
-/// A core with this configuration, its bridge up and configured at 200 ms.
+/// A core with this configuration, its bridge up and configured at 200 ms: the bridge answered the configuration
+/// with its first status, WiFi down.
 fn up_with(config: Config<'static>) -> C {
     let mut core = C::new(config, at(0));
     assert!(!core.rst_level(), "start-up must hold the bridge in reset");
@@ -120,6 +121,7 @@ fn up_with(config: Config<'static>) -> C {
     assert!(core.take_link_reset());
     deliver(&mut core, &ready(PROTOCOL_VERSION), at(200));
     assert_eq!(sent(&mut core), ["configure"]);
+    deliver(&mut core, &BridgeEvent::Status(BStatus::WifiDown), at(200));
     statuses(&mut core);
     core
 }
@@ -341,6 +343,32 @@ fn a_damaged_frame_from_the_bridge_brings_a_ping_at_once() {
     core.handle_frame(at(400));
     core.handle_timeout(at(400));
     assert!(sent(&mut core).is_empty());
+}
+
+#[test]
+fn a_configuration_lost_on_the_link_is_sent_again_until_the_bridge_answers_it() {
+    let configured = || {
+        let mut core = C::new(config(), at(0));
+        core.handle_timeout(at(100));
+        deliver(&mut core, &ready(PROTOCOL_VERSION), at(200));
+        assert_eq!(sent(&mut core), ["configure"]);
+        core
+    };
+    // Nothing answers it (a pong is no answer): the first answer check (5 s after the Ready) ages it, the second
+    // sends it again. Without that, an application that waits for the broker would wait for ever.
+    let mut core = configured();
+    assert!(run_answering_pings(&mut core, 300, 10_100, UP).is_empty());
+    assert_eq!(run_answering_pings(&mut core, 10_200, 10_200, UP), ["configure"]);
+    // Answered with the bridge's state: not again.
+    deliver(&mut core, &BridgeEvent::Status(BStatus::WifiUp), at(10_300));
+    assert!(run_answering_pings(&mut core, 10_400, 30_000, UP).is_empty());
+    assert!(core.bridge_up());
+    // A refusal is an answer too: not sent again (the application has the refusal as a status).
+    let mut core = configured();
+    let kind = ErrorKind::Unsupported;
+    deliver(&mut core, &BridgeEvent::Error { id: 0, kind }, at(300));
+    assert!(statuses(&mut core).contains(&Status::ConfigurationRefused(kind)));
+    assert!(run_answering_pings(&mut core, 400, 30_000, UP).is_empty());
 }
 
 #[test]
@@ -1553,7 +1581,8 @@ mod lossy_statuses {
         ) {
             let mut core = up();
             let mut state = BridgeState { wifi_up: false, broker: BrokerState::Unknown, queue_full: false };
-            let mut told: [Option<Status>; 3] = [None, None, None];
+            // up() answered the configuration with WiFi down.
+            let mut told: [Option<Status>; 3] = [Some(Status::WifiDown), None, None];
             let mut t = 300;
             let check = |core: &mut C, told: &mut [Option<Status>; 3]| {
                 for s in statuses(core) {

@@ -148,6 +148,28 @@ fn statuses_lost_on_the_link_reach_the_application_from_the_watchdogs_ping() {
 }
 
 #[test]
+fn a_configuration_lost_on_the_link_is_sent_again_and_the_broker_comes_up() {
+    let wires = Wires::new();
+    let bridge = Bridge::start(&wires, Knobs::default());
+    bridge.knobs.lose_configures.store(1, Ordering::Relaxed);
+    let mut config = config();
+    config.answer_timeout = Duration::from_millis(500);
+    let seen = drive(&wires, config, async |c| {
+        // An application that waits for the broker before it does anything.
+        let mut seen = Vec::new();
+        wait_status(&c, &mut seen, |s| matches!(s, Status::BrokerUp { .. })).await;
+        seen
+    });
+    assert!(seen.contains(&Status::BrokerUp { session_present: false }), "{seen:?}");
+    let log = bridge.log();
+    assert_eq!(
+        (log.configures, log.boots),
+        (1, 1),
+        "configured once it got through, without a reset"
+    );
+}
+
+#[test]
 fn a_subscription_past_a_full_table_is_an_error_not_a_wait() {
     let wires = Wires::new();
     let _bridge = Bridge::start(&wires, Knobs::default());

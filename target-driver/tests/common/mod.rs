@@ -44,6 +44,8 @@ pub struct Knobs {
     pub lose_pubacks: AtomicU32,
     /// Lose the next this many status events.
     pub lose_statuses: AtomicU32,
+    /// Lose the next this many configurations (as a damaged frame from the target would be).
+    pub lose_configures: AtomicU32,
 }
 
 pub struct Bridge {
@@ -207,6 +209,11 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
             let req = Request::decode(bytes);
             let mut log = log.lock().expect("log");
             match req {
+                Ok(Request::Configure(_))
+                    if knobs
+                        .lose_configures
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                        .is_ok() => {}
                 Ok(Request::Configure(_)) => {
                     log.configures += 1;
                     configured = true;
