@@ -26,7 +26,7 @@
 //!   reconnection with a persistent session, and given up (acknowledged, counted) with a clean one, which could
 //!   not get it back, so that the broker's window of messages in flight does not shrink ([`ACK_TIMEOUT`]). A
 //!   message longer than the link carries or than the target takes (`Config::max_message`) is not sent: it is
-//!   dropped, acknowledged (QoS 1) and counted ([`Bridge::too_long`]).
+//!   dropped, acknowledged (QoS 1) and counted ([`Bridge::too_long`]), and the target is told (`Event::TooLong`).
 //! - **Answers to the target.** At most [`CONTROL_QUEUE`] small events (acks, statuses, pongs) wait for the link;
 //!   a request is taken from the link only when its answers fit, otherwise the link holds (clock stretching). A
 //!   broker state change that finds the queue full is sent as soon as there is room (the latest state wins).
@@ -94,6 +94,8 @@ enum Control {
     Time,
     Stats,
     Error(u16, ErrorKind),
+    /// A message too long for the target was dropped; its encoded length.
+    TooLong(u16),
 }
 
 /// A QoS 1 delivery to the target awaiting its `Ack`, on the current connection.
@@ -613,6 +615,7 @@ impl<
                 },
                 Control::Stats => LinkEvent::Stats(self.stats()),
                 Control::Error(id, kind) => LinkEvent::Error { id, kind },
+                Control::TooLong(len) => LinkEvent::TooLong { len },
             };
             if self.port.send(&ev).is_err() {
                 break;
@@ -941,9 +944,8 @@ impl<
                     retain: m.retain,
                     dup: m.dup,
                 };
-                let too_long = m.topic.len() > MAX_TOPIC_LEN
-                    || m.payload.len() > MAX_PAYLOAD_LEN
-                    || protocol::wire::encoded_len(&ev) > target_max;
+                let len = protocol::wire::encoded_len(&ev);
+                let too_long = m.topic.len() > MAX_TOPIC_LEN || m.payload.len() > MAX_PAYLOAD_LEN || len > target_max;
                 let packet_id = m.packet_id;
                 if too_long {
                     // The link or the target cannot take it (the target would drop its frame, and a QoS 1 delivery
@@ -951,6 +953,10 @@ impl<
                     // resend it.
                     warn!("message over the link's or the target's limits dropped");
                     self.counters.too_long = self.counters.too_long.saturating_add(1);
+                    // The target hears of it (the control queue is empty: messages are taken only then).
+                    let _ = self
+                        .out
+                        .push_back(Control::TooLong(u16::try_from(len).unwrap_or(u16::MAX)));
                     if let Some(pid) = packet_id {
                         let _ = session.ack(pid);
                     }

@@ -737,6 +737,7 @@ fn a_message_too_long_for_the_target_is_dropped_by_the_bridge_not_fetched_again_
     let (c, mut runner) = target_driver::new(pins, config, timing, &mut res).expect("pins");
     let app = async {
         let mut got: Vec<(String, usize)> = Vec::new();
+        let mut dropped = Vec::new();
         let mut up = false;
         let mut publisher = None;
         let start = Instant::now();
@@ -757,6 +758,7 @@ fn a_message_too_long_for_the_target_is_dropped_by_the_bridge_not_fetched_again_
                     }
                     got.push(message);
                 }
+                Either::First(Some(Err(Status::MessageTooLong { len }))) => dropped.push(len),
                 Either::First(Some(Err(Status::BrokerUp { .. }))) if !up => {
                     up = true;
                     c.subscribe("e2e/long/#", QoS::AtLeastOnce).await.expect("subscribe");
@@ -771,12 +773,12 @@ fn a_message_too_long_for_the_target_is_dropped_by_the_bridge_not_fetched_again_
         if let Some(p) = publisher {
             let _ = p.join();
         }
-        got
+        (got, dropped)
     };
-    let got = embassy_futures::block_on(async {
+    let (got, dropped) = embassy_futures::block_on(async {
         match select(runner.run(), app).await {
             Either::First(never) => never,
-            Either::Second(got) => got,
+            Either::Second(r) => r,
         }
     });
     let stats = host.stats();
@@ -789,6 +791,8 @@ fn a_message_too_long_for_the_target_is_dropped_by_the_bridge_not_fetched_again_
         vec![("e2e/long/small".to_string(), 4)],
         "only the message that fits"
     );
+    // Told, with the length: a topic of 12 bytes, a payload of 300 and the message's own bytes.
+    assert!(matches!(dropped[..], [len] if len > 312), "{dropped:?}");
     assert_eq!(stats.too_long, 1, "the long message was dropped once, by the bridge");
     assert_eq!(stats.redelivery_reconnects, 0, "a reconnection to fetch it again");
 }

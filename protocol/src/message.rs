@@ -508,6 +508,12 @@ pub enum Event<'a> {
         /// Why.
         kind: ErrorKind,
     },
+    /// A message from the broker was longer than the target takes ([`Config::max_message`]): the bridge dropped it
+    /// (and acknowledged it to the broker, for QoS 1) instead of sending it.
+    TooLong {
+        /// Its length, encoded as an [`Event::Message`] (at most 65535: longer ones say 65535).
+        len: u16,
+    },
 }
 
 /// Why a message could not be decoded or encoded.

@@ -330,6 +330,10 @@ impl Encode for Event<'_> {
                 w.varint(id.into())?;
                 w.byte(kind.into())
             }
+            Event::TooLong { len } => {
+                w.byte(10)?;
+                w.varint(len.into())
+            }
         }
     }
 }
@@ -590,6 +594,7 @@ impl<'a> Reader<'a> {
                 id: self.u16()?,
                 kind: ErrorKind::from(self.byte()?),
             },
+            10 => Event::TooLong { len: self.u16()? },
             _ => return Err(DecodeError::UnknownMessage(tag)),
         })
     }

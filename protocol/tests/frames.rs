@@ -161,6 +161,9 @@ enum OwnedEvent {
         id: u16,
         kind: ErrorKind,
     },
+    TooLong {
+        len: u16,
+    },
 }
 
 impl OwnedEvent {
@@ -196,6 +199,7 @@ impl OwnedEvent {
             OwnedEvent::Time { unix_ms } => Event::Time { unix_ms: *unix_ms },
             OwnedEvent::Stats(s) => Event::Stats(*s),
             OwnedEvent::Error { id, kind } => Event::Error { id: *id, kind: *kind },
+            OwnedEvent::TooLong { len } => Event::TooLong { len: *len },
         }
     }
 }
@@ -397,6 +401,7 @@ fn event() -> impl Strategy<Value = OwnedEvent> {
             id,
             kind: ErrorKind::from(k)
         }),
+        any::<u16>().prop_map(|len| OwnedEvent::TooLong { len }),
     ]
 }
 
@@ -1080,7 +1085,7 @@ mod postcard_agrees {
         );
         prop_assert_eq!(
             Event::decode(bytes),
-            postcard_decode(bytes, 10, Event::check_limits),
+            postcard_decode(bytes, 11, Event::check_limits),
             "event"
         );
         Ok(())

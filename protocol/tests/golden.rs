@@ -336,7 +336,7 @@ fn stats_request() {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Events (bridge → target). Variant indices: Ready 0, Status 1, PubAck 2, SubAck 3, UnsubAck 4, Message 5, Pong 6,
-// Time 7, Stats 8, Error 9.
+// Time 7, Stats 8, Error 9, TooLong 10.
 // ---------------------------------------------------------------------------------------------------------------
 
 #[test]
@@ -600,6 +600,12 @@ fn error() {
     );
 }
 
+#[test]
+fn too_long() {
+    test_event(Event::TooLong { len: 210 }, &[0x0A, 0xD2, 0x01]);
+    test_event(Event::TooLong { len: u16::MAX }, &[0x0A, 0xFF, 0xFF, 0x03]);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Bytes that are not messages.
 // ---------------------------------------------------------------------------------------------------------------
@@ -612,8 +618,8 @@ fn unknown_variant_indices_are_reported_with_their_tag() {
         Err(DecodeError::UnknownMessage(8))
     );
     assert_eq!(Request::decode(&[0x80, 0x01]), Err(DecodeError::UnknownMessage(128)));
-    assert_eq!(Event::decode(&[0x0A]), Err(DecodeError::UnknownMessage(10)));
-    assert_eq!(Event::decode(&[0x0A, 0xFF]), Err(DecodeError::UnknownMessage(10)));
+    assert_eq!(Event::decode(&[0x0B]), Err(DecodeError::UnknownMessage(11)));
+    assert_eq!(Event::decode(&[0x0B, 0xFF]), Err(DecodeError::UnknownMessage(11)));
     assert_eq!(Event::decode(&[0x7F]), Err(DecodeError::UnknownMessage(127)));
 }
 

@@ -109,6 +109,12 @@ pub enum Status {
         /// Bytes needed (topic plus payload).
         needed: usize,
     },
+    /// The bridge dropped a message from the broker that the receive buffer (`RX`) could not take (and
+    /// acknowledged it to the broker, for QoS 1): a receive buffer of at least `len + 2` bytes takes such a message.
+    MessageTooLong {
+        /// The message's length as the link encodes it (topic, payload and at most 16 bytes of its own).
+        len: u16,
+    },
 }
 
 /// What the application receives.
@@ -713,6 +719,7 @@ impl<
             BridgeEvent::Time { unix_ms } => BridgeEvent::Time { unix_ms },
             BridgeEvent::Stats(s) => BridgeEvent::Stats(s),
             BridgeEvent::Error { id, kind } => BridgeEvent::Error { id, kind },
+            BridgeEvent::TooLong { len } => BridgeEvent::TooLong { len },
             BridgeEvent::Message { .. } => return None,
         })
     }
@@ -827,6 +834,7 @@ impl<
                 self.stats_answer = Some(s);
             }
             BridgeEvent::Error { id, kind } => self.refused(id, kind),
+            BridgeEvent::TooLong { len } => self.status(Status::MessageTooLong { len }),
         }
     }
 

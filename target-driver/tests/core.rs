@@ -1058,6 +1058,9 @@ fn the_configuration_tells_the_bridge_the_longest_message_the_receive_buffer_tak
     assert!(matches!(core.take_event(&mut buf), Some(Event::Message(m)) if m.payload.len() == n));
     deliver(&mut core, &message(n + 1), at(400));
     assert_eq!(core.stats().frame_errors, 1, "one byte more was taken");
+    // A bridge that has the size does not send a longer one: it says it dropped one.
+    deliver(&mut core, &BridgeEvent::TooLong { len: 320 }, at(500));
+    assert_eq!(statuses(&mut core), [Status::MessageTooLong { len: 320 }]);
 }
 
 #[test]

@@ -43,6 +43,7 @@ enum Ev {
     Time(Option<u64>),
     Stats(protocol::Stats),
     Error(u16, ErrorKind),
+    TooLong(u16),
 }
 
 fn owned(e: Event<'_>) -> Ev {
@@ -74,6 +75,7 @@ fn owned(e: Event<'_>) -> Ev {
         Event::Time { unix_ms } => Ev::Time(unix_ms),
         Event::Stats(s) => Ev::Stats(s),
         Event::Error { id, kind } => Ev::Error(id, kind),
+        Event::TooLong { len } => Ev::TooLong(len),
     }
 }
 
@@ -613,7 +615,11 @@ fn a_message_longer_than_the_target_takes_is_dropped_and_acknowledged_not_sent()
     subscribe(&mut r, 1, "s/#");
     // Encoded: tag, id, topic (1 + 3), payload (1 + 40), qos, retain, dup = 50 bytes, over 40.
     r.broker_sends(&broker_publish("s/x", &[7; 40], Some(5), false));
-    assert_eq!(r.pump(), vec![], "sent to a target that cannot take it");
+    assert_eq!(
+        r.pump(),
+        vec![Ev::TooLong(50)],
+        "sent to a target that cannot take it, or not said"
+    );
     assert_eq!(
         r.broker_reads(),
         vec![Pk::PubAck(5)],
@@ -621,7 +627,7 @@ fn a_message_longer_than_the_target_takes_is_dropped_and_acknowledged_not_sent()
     );
     assert_eq!(r.bridge.too_long(), 1);
     r.broker_sends(&broker_publish("s/y", &[7; 40], None, false));
-    assert_eq!(r.pump(), vec![]);
+    assert_eq!(r.pump(), vec![Ev::TooLong(50)]);
     assert_eq!(r.bridge.too_long(), 2);
     // 40 bytes fit.
     r.broker_sends(&broker_publish("s/x", &[7; 30], Some(6), false));
