@@ -106,6 +106,12 @@ fn send(port: &mut P, out: &Out) -> bool {
     port.send(&ev).is_ok()
 }
 
+/// Takes one from a "lose the next n" knob: `true` if there was one to take (this one is lost).
+fn take_one(knob: &AtomicU32) -> bool {
+    knob.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 impl Bridge {
     pub fn start(wires: &Arc<Wires>, knobs: Knobs) -> Bridge {
         let knobs = Arc::new(knobs);
@@ -209,19 +215,12 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
             let req = Request::decode(bytes);
             let mut log = log.lock().expect("log");
             match req {
-                Ok(Request::Configure(_))
-                    if knobs
-                        .lose_configures
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                        .is_ok() => {}
+                Ok(Request::Configure(_)) if take_one(&knobs.lose_configures) => {}
                 Ok(Request::Configure(_)) => {
                     log.configures += 1;
                     configured = true;
                     for status in [Status::WifiUp, Status::BrokerUp { session_present: false }] {
-                        let lost = knobs
-                            .lose_statuses
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-                        if lost.is_err() {
+                        if !take_one(&knobs.lose_statuses) {
                             out.push_back(Out::Status(status));
                         }
                     }
@@ -239,11 +238,7 @@ fn run(wires: Arc<Wires>, knobs: Arc<Knobs>, log: Arc<Mutex<Log>>) {
                         // Once: the bridge that comes back after the reset is healthy.
                         knobs.hang_after.store(0, Ordering::Relaxed);
                         hung = true;
-                    } else if knobs
-                        .lose_pubacks
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                        .is_ok()
-                    {
+                    } else if take_one(&knobs.lose_pubacks) {
                         // Published, but the answer never reaches the target.
                     } else {
                         let delay = Duration::from_millis(knobs.ack_delay_ms.load(Ordering::Relaxed));
