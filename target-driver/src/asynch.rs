@@ -318,8 +318,8 @@ where
             // Every turn yields once, so that the application's futures run even when every wait below is ready
             // at once (a held message, a passed deadline).
             embassy_futures::yield_now().await;
-            let deadline = self.service();
-            if !self.shared.with(|core| core.link_enabled()) {
+            let (deadline, link_enabled) = self.service();
+            if !link_enabled {
                 let _ = with_deadline(deadline, self.shared.runner.wait()).await;
                 continue;
             }
@@ -374,21 +374,27 @@ where
         Ok(Progress::Busy)
     }
 
-    /// Timers, RST, link reset and queued requests; returns when to come back at the latest.
-    fn service(&mut self) -> Instant {
-        let (rst, reset, deadline) = self.shared.with(|core| {
+    /// Timers, RST, link reset and queued requests; returns when to come back at the latest and whether the link
+    /// should run (read under the same lock: a second one would cost a lock, a wake of the waiters and its code).
+    fn service(&mut self) -> (Instant, bool) {
+        let (rst, reset, deadline, link_enabled) = self.shared.with(|core| {
             let now = Instant::now();
             // A frame that arrived counts before a deadline that passed meanwhile (a Pong, a Ready).
             core.handle_frame(now);
             core.handle_timeout(now);
             core.flush();
-            (core.rst_level(), core.take_link_reset(), core.poll_at())
+            (
+                core.rst_level(),
+                core.take_link_reset(),
+                core.poll_at(),
+                core.link_enabled(),
+            )
         });
         let _ = self.rst.set_state(PinState::from(rst));
         if reset {
             let _ = self.link.reset();
         }
-        deadline
+        (deadline, link_enabled)
     }
 }
 
