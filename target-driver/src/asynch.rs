@@ -314,43 +314,56 @@ where
 {
     /// Runs the driver forever.
     pub async fn run(&mut self) -> ! {
+        let shared = self.shared;
         loop {
             // Every turn yields once, so that the application's futures run even when every wait below is ready
             // at once (a held message, a passed deadline).
             embassy_futures::yield_now().await;
             let (deadline, link_enabled) = self.service();
-            if !link_enabled {
-                let _ = with_deadline(deadline, self.shared.runner.wait()).await;
-                continue;
-            }
-            match self.exchanges(deadline, 512).await {
-                Ok(Progress::Busy) => {}
-                Ok(Progress::RxFull) => {
-                    let taken = self.shared.with(|core| {
-                        core.handle_frame(Instant::now());
-                        core.port().received().is_none()
-                    });
-                    if !taken {
+            // What to wait for before the next turn, besides the application's signal and the deadline: nothing
+            // (go on at once), or also the bridge asking for service. One wait point serves every case: each
+            // `await` costs the state machine code.
+            let wait = if !link_enabled {
+                Some(false)
+            } else {
+                match self.exchanges(deadline, 512).await {
+                    Ok(Progress::Busy) => None,
+                    Ok(Progress::RxFull) => {
+                        let taken = shared.with(|core| {
+                            core.handle_frame(Instant::now());
+                            core.port().received().is_none()
+                        });
                         // A message waits for the application; the link holds until it takes it.
-                        let _ = with_deadline(deadline, self.shared.runner.wait()).await;
+                        (!taken).then_some(false)
+                    }
+                    Ok(Progress::Idle) => {
+                        // The frame that just completed may be the last one before the link went quiet (a Ready,
+                        // a Pong): handle it now, not when the next deadline wakes us; its answers may need the
+                        // link.
+                        let tx_ready = shared.with(|core| {
+                            core.handle_frame(Instant::now());
+                            core.port().tx_ready()
+                        });
+                        (!tx_ready).then_some(true)
+                    }
+                    Err(_) => {
+                        shared.with(|core| core.handle_link_error(Instant::now()));
+                        None
                     }
                 }
-                Ok(Progress::Idle) => {
-                    let shared = self.shared;
-                    // The frame that just completed may be the last one before the link went quiet (a Ready, a
-                    // Pong): handle it now, not when the next deadline wakes us; its answers may need the link.
-                    if shared.with(|core| {
-                        core.handle_frame(Instant::now());
-                        core.port().tx_ready()
-                    }) {
-                        continue;
-                    }
-                    match select3(self.link.wait_request(), shared.runner.wait(), Timer::at(deadline)).await {
-                        Either3::First(Err(_)) => shared.with(|core| core.handle_link_error(Instant::now())),
-                        Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
-                    }
+            };
+            let Some(request) = wait else { continue };
+            let link = &mut self.link;
+            let request = async move {
+                if request {
+                    link.wait_request().await
+                } else {
+                    core::future::pending().await
                 }
-                Err(_) => self.shared.with(|core| core.handle_link_error(Instant::now())),
+            };
+            match select3(request, shared.runner.wait(), Timer::at(deadline)).await {
+                Either3::First(Err(_)) => shared.with(|core| core.handle_link_error(Instant::now())),
+                Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
             }
         }
     }
