@@ -328,23 +328,20 @@ where
             } else {
                 match self.exchanges(deadline, 512).await {
                     Ok(Progress::Busy) => None,
-                    Ok(Progress::RxFull) => {
-                        let taken = shared.with(|core| {
-                            core.handle_frame(Instant::now());
-                            core.port().received().is_none()
-                        });
-                        // A message waits for the application; the link holds until it takes it.
-                        (!taken).then_some(false)
-                    }
-                    Ok(Progress::Idle) => {
+                    Ok(progress) => {
                         // The frame that just completed may be the last one before the link went quiet (a Ready,
                         // a Pong): handle it now, not when the next deadline wakes us; its answers may need the
-                        // link.
-                        let tx_ready = shared.with(|core| {
+                        // link. One closure for both cases: each is a copy of `Shared::with`.
+                        let (held, tx_ready) = shared.with(|core| {
                             core.handle_frame(Instant::now());
-                            core.port().tx_ready()
+                            (core.port().received().is_some(), core.port().tx_ready())
                         });
-                        (!tx_ready).then_some(true)
+                        if progress == Progress::RxFull {
+                            // A message waits for the application; the link holds until it takes it.
+                            held.then_some(false)
+                        } else {
+                            (!tx_ready).then_some(true)
+                        }
                     }
                     Err(_) => {
                         shared.with(|core| core.handle_link_error(Instant::now()));
