@@ -326,7 +326,31 @@ where
             let wait = if !link_enabled {
                 Some(false)
             } else {
-                match self.exchanges(deadline, 512).await {
+                // Up to 512 exchanges, each step under the driver's lock (its frame queues are there) and each
+                // wait for the bridge's clock outside it; stops early at `deadline`. Written out here rather than
+                // as an async fn of its own: a nested future is a second state machine.
+                let exchanges = 'exchanges: {
+                    for _ in 0..512 {
+                        let wait = match shared.inner.lock(|i| self.link.step(i.borrow_mut().core.port())) {
+                            Ok(wait) => wait,
+                            Err(e) => break 'exchanges Err(e),
+                        };
+                        match wait {
+                            LinkWait::Idle => break 'exchanges Ok(Progress::Idle),
+                            LinkWait::RxFull => break 'exchanges Ok(Progress::RxFull),
+                            LinkWait::Fault(fault) => break 'exchanges Err(protocol::driver::Error::Fault(fault)),
+                            LinkWait::PeerClk(level) => {
+                                match with_deadline(deadline, self.link.wait_clk(level)).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(e)) => break 'exchanges Err(e),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                    Ok(Progress::Busy)
+                };
+                match exchanges {
                     Ok(Progress::Busy) => None,
                     Ok(progress) => {
                         // The frame that just completed may be the last one before the link went quiet (a Ready,
@@ -363,25 +387,6 @@ where
                 Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
             }
         }
-    }
-
-    /// Runs up to `max` link exchanges, each step under the driver's lock (its frame queues are there) and each
-    /// wait for the bridge's clock outside it; stops early at `deadline` ([`Progress::Busy`]).
-    async fn exchanges(&mut self, deadline: Instant, max: u32) -> Result<Progress, protocol::driver::Error<E>> {
-        let shared = self.shared;
-        for _ in 0..max {
-            let wait = shared.inner.lock(|i| self.link.step(i.borrow_mut().core.port()))?;
-            match wait {
-                LinkWait::Idle => return Ok(Progress::Idle),
-                LinkWait::RxFull => return Ok(Progress::RxFull),
-                LinkWait::Fault(fault) => return Err(protocol::driver::Error::Fault(fault)),
-                LinkWait::PeerClk(level) => match with_deadline(deadline, self.link.wait_clk(level)).await {
-                    Ok(r) => r?,
-                    Err(_) => break,
-                },
-            }
-        }
-        Ok(Progress::Busy)
     }
 
     /// Timers, RST, link reset and queued requests; returns when to come back at the latest and whether the link
