@@ -442,6 +442,25 @@ impl<
         .await
     }
 
+    /// Starts `op`, re-trying it while it gives [`Error::WouldBlock`], and waits for its outcome. Publish and
+    /// subscribe share this one future, so that the futures to start and to finish an operation (and the code that
+    /// waits) are there once rather than once for each; `op` is taken by reference, so that it is not stored
+    /// twice in the caller's future (measured: a copy costs RAM and flash).
+    async fn request(&self, op: &Op<'_>) -> Result<Outcome, Error> {
+        let token = self
+            .start(|core| match *op {
+                Op::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                } => core.publish(topic, payload, qos, retain),
+                Op::Subscribe { filter, qos } => core.subscribe(filter, qos),
+            })
+            .await?;
+        self.finish(token).await
+    }
+
     async fn start(
         &self,
         mut op: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Result<Token, Error>,
@@ -469,15 +488,19 @@ impl<
     /// leaves the publication in flight: it is still delivered (QoS 1: sent again until acknowledged), only its
     /// outcome goes unreported. The same holds for [`Client::subscribe`] and [`Client::unsubscribe`].
     pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<(), Error> {
-        let token = self.start(|core| core.publish(topic, payload, qos, retain)).await?;
-        self.finish(token).await.map(|_| ())
+        let op = Op::Publish {
+            topic,
+            payload,
+            qos,
+            retain,
+        };
+        self.request(&op).await.map(|_| ())
     }
 
     /// Subscribes; returns the QoS the broker granted. The subscription is restored after every bridge reset (one
     /// the broker refused is forgotten). Waits as [`Client::unsubscribe`] does.
     pub async fn subscribe(&self, filter: &str, qos: QoS) -> Result<QoS, Error> {
-        let token = self.start(|core| core.subscribe(filter, qos)).await?;
-        match self.finish(token).await? {
+        match self.request(&Op::Subscribe { filter, qos }).await? {
             Outcome::Subscribed(q) => Ok(q),
             _ => Ok(qos),
         }
@@ -544,6 +567,21 @@ impl<
     pub fn bridge_up(&self) -> bool {
         self.shared.with(|core| core.bridge_up())
     }
+}
+
+/// An operation for [`Client::request`]. Unsubscribe is not one: an application that never unsubscribes would
+/// link [`Core::unsubscribe`] for nothing (84 bytes in the STM32F405 example); it keeps its own start and finish.
+enum Op<'x> {
+    Publish {
+        topic: &'x str,
+        payload: &'x [u8],
+        qos: QoS,
+        retain: bool,
+    },
+    Subscribe {
+        filter: &'x str,
+        qos: QoS,
+    },
 }
 
 /// An event whose message parts are positions in the caller's buffer.
