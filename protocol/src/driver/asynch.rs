@@ -107,13 +107,15 @@ where
     /// again every `redrive_us`; [`Error::Timeout`] after `timeout_us`. Cancel-safe: the engine does not move.
     pub async fn wait_clk(&mut self, level: bool) -> Result<(), Error<E>> {
         let slice = Duration::from_micros(self.timing.redrive_us.max(1) as u64);
-        let mut waited = 0u64;
+        // u32 and saturating, as in the blocking driver: 64-bit sums cost code on a 32-bit core, and a sum stuck
+        // at u32::MAX has passed any u32 timeout.
+        let mut waited = 0u32;
         loop {
             match with_timeout(slice, wait_level(&mut self.b_clk, level)).await {
                 Ok(r) => return r.map_err(Error::Pin),
                 Err(_) => {
-                    waited += self.timing.redrive_us as u64;
-                    if waited >= self.timing.timeout_us as u64 {
+                    waited = waited.saturating_add(self.timing.redrive_us);
+                    if waited >= self.timing.timeout_us {
                         return Err(Error::Timeout);
                     }
                     drive(&mut self.t_clk, &mut self.t_dat, self.engine.outputs()).map_err(Error::Pin)?;
