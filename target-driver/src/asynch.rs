@@ -8,8 +8,7 @@ use core::task::Poll;
 use embassy_futures::select::{select3, Either3};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_sync::signal::Signal;
-use embassy_sync::waitqueue::MultiWakerRegistration;
+use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
 use embassy_time::{with_deadline, Instant, Timer};
 use embedded_hal::digital::{InputPin, OutputPin, PinState};
 use embedded_hal_async::digital::Wait;
@@ -51,6 +50,12 @@ struct Inner<
 > {
     core: Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>,
     waiters: MultiWakerRegistration<MAX_WAITERS>,
+    /// Set by a client call that gave the runner work (a request to send, an event taken); cleared when the runner
+    /// looks at it. Kept here, under the lock every such call takes anyway, rather than in an
+    /// `embassy_sync::signal::Signal`, which brings a mutex and a state of its own.
+    runner_due: bool,
+    /// The runner's task while it waits.
+    runner: WakerRegistration,
 }
 
 struct Shared<
@@ -65,7 +70,6 @@ struct Shared<
     const POOL: usize,
 > {
     inner: Mutex<M, RefCell<Inner<'c, T, P, PUBS, SUBS, TX, RX, POOL>>>,
-    runner: Signal<M, ()>,
 }
 
 /// The pins in the order `(t_clk, t_dat, b_clk, b_dat, rst)`, as `protocol::sim::target_pins` gives them.
@@ -250,8 +254,9 @@ where
         inner: Mutex::new(RefCell::new(Inner {
             core,
             waiters: MultiWakerRegistration::new(),
+            runner_due: false,
+            runner: WakerRegistration::new(),
         })),
-        runner: Signal::new(),
     });
     let shared = &*shared;
     Ok((
@@ -282,6 +287,15 @@ impl<
             let r = f(&mut inner.core);
             inner.waiters.wake();
             r
+        })
+    }
+
+    /// Makes the runner's wait return: now if it waits, at once if it waits later.
+    fn wake_runner(&self) {
+        self.inner.lock(|i| {
+            let mut inner = i.borrow_mut();
+            inner.runner_due = true;
+            inner.runner.wake();
         })
     }
 }
@@ -382,7 +396,19 @@ where
                     core::future::pending().await
                 }
             };
-            match select3(request, shared.runner.wait(), Timer::at(deadline)).await {
+            // Returns once a client call has woken the runner since it last looked (at once if one has).
+            let woken = poll_fn(|cx| {
+                shared.inner.lock(|i| {
+                    let mut inner = i.borrow_mut();
+                    if core::mem::take(&mut inner.runner_due) {
+                        Poll::Ready(())
+                    } else {
+                        inner.runner.register(cx.waker());
+                        Poll::Pending
+                    }
+                })
+            });
+            match select3(request, woken, Timer::at(deadline)).await {
                 Either3::First(Err(_)) => shared.with(|core| core.handle_link_error(Instant::now())),
                 Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
             }
@@ -471,7 +497,7 @@ impl<
                 other => Some(other),
             })
             .await;
-        self.shared.runner.signal(());
+        self.shared.wake_runner();
         r
     }
 
@@ -522,7 +548,7 @@ impl<
     /// A QoS 1 message is acknowledged to the bridge (and so to the broker) when this returns it.
     pub async fn next_event<'b>(&self, buf: &'b mut [u8]) -> Event<'b> {
         let found = self.wait_for(|core| core.take_event(&mut *buf).map(Owned::from)).await;
-        self.shared.runner.signal(());
+        self.shared.wake_runner();
         found.into_event(buf)
     }
 
@@ -540,21 +566,21 @@ impl<
             })
             .await;
         // The runner frees the lent message, sends the acknowledgement and lets the link go on.
-        self.shared.runner.signal(());
+        self.shared.wake_runner();
         r
     }
 
     /// The wall-clock time from the bridge (Unix milliseconds), or `None` if it does not know it yet.
     pub async fn time(&self) -> Option<u64> {
         self.shared.with(|core| core.request_time());
-        self.shared.runner.signal(());
+        self.shared.wake_runner();
         self.wait_for(|core| core.take_time()).await
     }
 
     /// The bridge's counters.
     pub async fn bridge_stats(&self) -> protocol::Stats {
         self.shared.with(|core| core.request_stats());
-        self.shared.runner.signal(());
+        self.shared.wake_runner();
         self.wait_for(|core| core.take_bridge_stats()).await
     }
 
