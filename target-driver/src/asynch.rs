@@ -2,10 +2,10 @@
 //! [`Runner`] to run in its own task; the runner drives the link, RST and the watchdog.
 
 use core::cell::RefCell;
-use core::future::poll_fn;
+use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
 use core::task::Poll;
 
-use embassy_futures::select::{select3, Either3};
 use embassy_sync::blocking_mutex::raw::RawMutex;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::waitqueue::{MultiWakerRegistration, WakerRegistration};
@@ -330,9 +330,6 @@ where
     pub async fn run(&mut self) -> ! {
         let shared = self.shared;
         loop {
-            // Every turn yields once, so that the application's futures run even when every wait below is ready
-            // at once (a held message, a passed deadline).
-            embassy_futures::yield_now().await;
             let (deadline, link_enabled) = self.service();
             // What to wait for before the next turn, besides the application's signal and the deadline: nothing
             // (go on at once), or also the bridge asking for service. One wait point serves every case: each
@@ -387,30 +384,42 @@ where
                     }
                 }
             };
-            let Some(request) = wait else { continue };
             let link = &mut self.link;
-            let request = async move {
-                if request {
-                    link.wait_request().await
-                } else {
-                    core::future::pending().await
+            let mut request = pin!((wait == Some(true)).then(|| link.wait_request()));
+            let mut timer = Timer::at(deadline);
+            let mut yielded = false;
+            // The one wait point. It yields first, so that the application's futures run even when every wait is
+            // ready at once (a held message, a passed deadline); then it returns at once without a wait, or once
+            // the bridge asks for service (if waited for), a client call has woken the runner since it last
+            // looked (at once if one has), or the deadline passes. Written out rather than as `yield_now` and a
+            // `select3`: each `await` costs the state machine code.
+            let link_failed = poll_fn(|cx| {
+                if !core::mem::replace(&mut yielded, true) {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-            };
-            // Returns once a client call has woken the runner since it last looked (at once if one has).
-            let woken = poll_fn(|cx| {
-                shared.inner.lock(|i| {
+                if wait.is_none() {
+                    return Poll::Ready(false);
+                }
+                if let Some(Poll::Ready(r)) = request.as_mut().as_pin_mut().map(|r| r.poll(cx)) {
+                    return Poll::Ready(r.is_err());
+                }
+                let woken = shared.inner.lock(|i| {
                     let mut inner = i.borrow_mut();
-                    if core::mem::take(&mut inner.runner_due) {
-                        Poll::Ready(())
-                    } else {
+                    let woken = core::mem::take(&mut inner.runner_due);
+                    if !woken {
                         inner.runner.register(cx.waker());
-                        Poll::Pending
                     }
-                })
-            });
-            match select3(request, woken, Timer::at(deadline)).await {
-                Either3::First(Err(_)) => shared.with(|core| core.handle_link_error(Instant::now())),
-                Either3::First(Ok(())) | Either3::Second(()) | Either3::Third(()) => {}
+                    woken
+                });
+                if woken || Pin::new(&mut timer).poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            })
+            .await;
+            if link_failed {
+                shared.with(|core| core.handle_link_error(Instant::now()));
             }
         }
     }
