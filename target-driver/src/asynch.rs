@@ -449,6 +449,7 @@ where
 }
 
 impl<
+        'a,
         'c,
         M: RawMutex,
         const T: usize,
@@ -458,11 +459,19 @@ impl<
         const TX: usize,
         const RX: usize,
         const POOL: usize,
-    > Client<'_, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL>
+    > Client<'a, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL>
 {
-    /// Waits until `f` gives a value, re-trying it whenever the driver's state changes.
-    async fn wait_for<R>(&self, mut f: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Option<R>) -> R {
-        poll_fn(|cx| {
+    /// Waits until `f` gives a value, re-trying it whenever the driver's state changes. A plain function returning
+    /// the `poll_fn` rather than an `async fn`: that would be a second state machine around it, holding `self` and
+    /// `f` once more in the caller's future.
+    fn wait_for<'s, R, F>(
+        &'s self,
+        mut f: F,
+    ) -> impl Future<Output = R> + use<'s, 'a, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL, R, F>
+    where
+        F: FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Option<R>,
+    {
+        poll_fn(move |cx| {
             self.shared.inner.lock(|i| {
                 let mut inner = i.borrow_mut();
                 match f(&mut inner.core) {
@@ -474,7 +483,6 @@ impl<
                 }
             })
         })
-        .await
     }
 
     /// Starts `op`, re-trying it while it gives [`Error::WouldBlock`], and waits for its outcome. Publish and
