@@ -518,8 +518,12 @@ impl<
         r
     }
 
-    async fn finish(&self, token: Token) -> Result<Outcome, Error> {
-        self.wait_for(|core| core.outcome(token)).await
+    /// Waits for the outcome of the operation `token` names; a plain function for the reason `wait_for` is one.
+    fn finish<'s>(
+        &'s self,
+        token: Token,
+    ) -> impl Future<Output = Result<Outcome, Error>> + use<'s, 'a, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL> {
+        self.wait_for(move |core| core.outcome(token))
     }
 
     /// Publishes. QoS 1 returns once the broker has acknowledged it, end to end (across bridge resets and lost
