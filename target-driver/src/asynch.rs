@@ -500,22 +500,24 @@ impl<
                 } => core.publish(topic, payload, qos, retain),
                 Op::Subscribe { filter, qos } => core.subscribe(filter, qos),
             })
-            .await?;
-        self.finish(token).await
-    }
-
-    async fn start(
-        &self,
-        mut op: impl FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Result<Token, Error>,
-    ) -> Result<Token, Error> {
-        let r = self
-            .wait_for(|core| match op(core) {
-                Err(Error::WouldBlock) => None,
-                other => Some(other),
-            })
             .await;
         self.shared.wake_runner();
-        r
+        self.finish(token?).await
+    }
+
+    /// Starts `op`, re-trying it while it gives [`Error::WouldBlock`]. A plain function for the reason `wait_for` is
+    /// one, so the caller wakes the runner (to send the request) once it has returned.
+    fn start<'s, F>(
+        &'s self,
+        mut op: F,
+    ) -> impl Future<Output = Result<Token, Error>> + use<'s, 'a, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL, F>
+    where
+        F: FnMut(&mut Core<'c, T, P, PUBS, SUBS, TX, RX, POOL>) -> Result<Token, Error>,
+    {
+        self.wait_for(move |core| match op(core) {
+            Err(Error::WouldBlock) => None,
+            other => Some(other),
+        })
     }
 
     /// Waits for the outcome of the operation `token` names; a plain function for the reason `wait_for` is one.
@@ -558,8 +560,9 @@ impl<
     /// settled subscriptions gives [`Error::TooManySubscriptions`] at once, for a filter not in it: waiting would
     /// be forever.
     pub async fn unsubscribe(&self, filter: &str) -> Result<(), Error> {
-        let token = self.start(|core| core.unsubscribe(filter)).await?;
-        self.finish(token).await.map(|_| ())
+        let token = self.start(|core| core.unsubscribe(filter)).await;
+        self.shared.wake_runner();
+        self.finish(token?).await.map(|_| ())
     }
 
     /// The next message or status change; a message is copied into `buf`. Give it at least the receive buffer's size
