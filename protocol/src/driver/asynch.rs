@@ -106,11 +106,13 @@ where
     /// Waits until B_CLK reads `level` (the answer to the exchange [`Master::step`] started), driving the outputs
     /// again every `redrive_us`; [`Error::Timeout`] after `timeout_us`. Cancel-safe: the engine does not move.
     pub async fn wait_clk(&mut self, level: bool) -> Result<(), Error<E>> {
-        let slice = Duration::from_micros(self.timing.redrive_us.max(1) as u64);
         // u32 and saturating, as in the blocking driver: 64-bit sums cost code on a 32-bit core, and a sum stuck
         // at u32::MAX has passed any u32 timeout.
         let mut waited = 0u32;
         loop {
+            // The slice is worked out afresh for every wait rather than kept across it: kept, it is 8 more bytes in
+            // the future (the runner's task).
+            let slice = Duration::from_micros(self.timing.redrive_us.max(1) as u64);
             match with_timeout(slice, wait_level(&mut self.b_clk, level)).await {
                 Ok(r) => return r.map_err(Error::Pin),
                 Err(_) => {
