@@ -350,6 +350,13 @@ pub struct DriverStats {
     pub dropped: u32,
 }
 
+/// `at + d`. Out of line: the sum checks for overflow (and panics, as `Instant + Duration` does), and that check
+/// and its panic inlined at each of the core's deadlines cost more than a call.
+#[inline(never)]
+fn later(at: Instant, d: Duration) -> Instant {
+    at + d
+}
+
 /// The id `next` holds, and `next` moved on; never 0, which the bridge uses for requests without an id.
 fn take_id(next: &mut u16) -> u16 {
     let id = *next;
@@ -561,7 +568,7 @@ impl<
             Phase::Backoff { until } => Timer::Backoff(until),
             Phase::Up => match self.ping {
                 Some((_, until)) => Timer::PingAnswer(until),
-                None => Timer::Watchdog(self.last_rx + self.config.watchdog),
+                None => Timer::Watchdog(later(self.last_rx, self.config.watchdog)),
             },
         }
     }
@@ -596,7 +603,7 @@ impl<
                 // The bridge's pins are at their reset levels now: the link starts afresh from here.
                 self.link_reset = true;
                 self.phase = Phase::Booting {
-                    until: now + self.config.ready_timeout,
+                    until: later(now, self.config.ready_timeout),
                 };
             }
             Timer::Ready(_) => self.fail(ResetReason::NotReady, now),
@@ -612,7 +619,7 @@ impl<
     fn send_ping(&mut self, now: Instant, n: u8) {
         self.ping_due = true;
         let id = self.new_id();
-        self.ping = Some((id, now + self.config.ping_timeout));
+        self.ping = Some((id, later(now, self.config.ping_timeout)));
         self.pings_sent = n;
         self.stats.pings += 1;
         self.flush();
@@ -648,7 +655,7 @@ impl<
         warn!("resetting the bridge: {:?}", reason);
         self.stats.resets += 1;
         self.phase = Phase::Reset {
-            until: now + self.config.reset_pulse,
+            until: later(now, self.config.reset_pulse),
         };
         self.configured = false;
         self.ping = None;
@@ -666,7 +673,9 @@ impl<
         self.attempts += 1;
         let shift = self.attempts.min(16);
         let pause = Duration::from_millis(250 << shift).min(self.config.max_reset_backoff);
-        self.phase = Phase::Backoff { until: now + pause };
+        self.phase = Phase::Backoff {
+            until: later(now, pause),
+        };
         self.status(Status::BridgeReset(reason));
     }
 
@@ -767,7 +776,7 @@ impl<
                 }
                 info!("bridge ready");
                 self.phase = Phase::Up;
-                self.answers_check = now + self.config.answer_timeout;
+                self.answers_check = later(now, self.config.answer_timeout);
                 self.attempts = 0;
                 self.configured = false;
                 self.status(Status::BridgeReady);
@@ -913,7 +922,7 @@ impl<
     /// application's or a replay) and a question are sent again under the same id, which the bridge recognises while
     /// it still works on the first; a QoS 0 publication ends with [`Error::Unconfirmed`] instead (at most once).
     fn check_answers(&mut self, now: Instant) {
-        self.answers_check = now + self.config.answer_timeout;
+        self.answers_check = later(now, self.config.answer_timeout);
         // The bridge's "room again" may have been lost on the link: the oldest publication held for room goes again
         // (refused again while the queue is full, it holds the others once more).
         self.backpressure = false;
