@@ -309,29 +309,6 @@ enum Phase {
     Backoff { until: Instant },
 }
 
-/// The timers, each with its deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Timer {
-    /// End of the RST pulse.
-    ResetPulse(Instant),
-    /// The bridge must be ready by then.
-    Ready(Instant),
-    /// Next reset attempt.
-    Backoff(Instant),
-    /// Ping the bridge when it has been silent until then.
-    Watchdog(Instant),
-    /// The ping must be answered by then.
-    PingAnswer(Instant),
-}
-
-impl Timer {
-    fn at(self) -> Instant {
-        match self {
-            Timer::ResetPulse(t) | Timer::Ready(t) | Timer::Backoff(t) | Timer::Watchdog(t) | Timer::PingAnswer(t) => t,
-        }
-    }
-}
-
 /// Counters of the driver.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -561,21 +538,20 @@ impl<
         s.crc_errors + s.malformed + s.overlong
     }
 
-    fn timer(&self) -> Timer {
-        match self.phase {
-            Phase::Reset { until } => Timer::ResetPulse(until),
-            Phase::Booting { until } => Timer::Ready(until),
-            Phase::Backoff { until } => Timer::Backoff(until),
-            Phase::Up => match self.ping {
-                Some((_, until)) => Timer::PingAnswer(until),
-                None => Timer::Watchdog(later(self.last_rx, self.config.watchdog)),
-            },
+    /// When the current timer runs out: the phase's end, or while the bridge is up the ping's answer is due or, with
+    /// no ping in flight, the watchdog pings. (No timer enum: [`Core::handle_timeout`] tells them apart by phase and
+    /// ping as this does, which is smaller than a value to build and match.)
+    fn deadline(&self) -> Instant {
+        match (self.phase, self.ping) {
+            (Phase::Reset { until } | Phase::Booting { until } | Phase::Backoff { until }, _) => until,
+            (Phase::Up, Some((_, until))) => until,
+            (Phase::Up, None) => later(self.last_rx, self.config.watchdog),
         }
     }
 
     /// When the core wants [`Core::handle_timeout`] to be called at the latest.
     pub fn poll_at(&self) -> Instant {
-        let at = self.timer().at();
+        let at = self.deadline();
         if self.phase == Phase::Up {
             at.min(self.answers_check)
         } else {
@@ -594,24 +570,27 @@ impl<
         if self.phase == Phase::Up && now >= self.answers_check {
             self.check_answers(now);
         }
-        let timer = self.timer();
-        if now < timer.at() {
+        if now < self.deadline() {
             return;
         }
-        match timer {
-            Timer::ResetPulse(_) => {
+        match (self.phase, self.ping) {
+            // The end of the RST pulse.
+            (Phase::Reset { .. }, _) => {
                 // The bridge's pins are at their reset levels now: the link starts afresh from here.
                 self.link_reset = true;
                 self.phase = Phase::Booting {
                     until: later(now, self.config.ready_timeout),
                 };
             }
-            Timer::Ready(_) => self.fail(ResetReason::NotReady, now),
-            Timer::Backoff(_) => self.reset_bridge(ResetReason::NotReady, now),
-            Timer::Watchdog(_) => self.send_ping(now, 1),
+            // Not ready in time.
+            (Phase::Booting { .. }, _) => self.fail(ResetReason::NotReady, now),
+            // The pause after a failed attempt is over.
+            (Phase::Backoff { .. }, _) => self.reset_bridge(ResetReason::NotReady, now),
+            // The watchdog: silent for too long.
+            (Phase::Up, None) => self.send_ping(now, 1),
             // One lost frame (the ping or its answer) is not worth a reset.
-            Timer::PingAnswer(_) if self.pings_sent < PING_TRIES => self.send_ping(now, self.pings_sent + 1),
-            Timer::PingAnswer(_) => self.reset_bridge(ResetReason::Unresponsive, now),
+            (Phase::Up, Some(_)) if self.pings_sent < PING_TRIES => self.send_ping(now, self.pings_sent + 1),
+            (Phase::Up, Some(_)) => self.reset_bridge(ResetReason::Unresponsive, now),
         }
     }
 
