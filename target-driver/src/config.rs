@@ -80,8 +80,12 @@ impl<'a> Config<'a> {
     }
 
     /// The configure request for the bridge, for a target that accepts messages of up to `max_message` bytes.
-    pub(crate) fn request(&self, max_message: u16) -> protocol::Config<'a> {
-        protocol::Config {
+    // Out of line, and the whole request (not its configuration, then wrapped): the field by field copy, inlined in
+    // `Core::flush`, spilled registers there, which costs 28 bytes of flash and 64 of flush's stack frame on the
+    // RP2040 (on the STM32F405 it is a wash).
+    #[inline(never)]
+    pub(crate) fn request(&self, max_message: u16) -> protocol::Request<'a> {
+        protocol::Request::Configure(protocol::Config {
             version: protocol::PROTOCOL_VERSION,
             wifi_ssid: self.wifi_ssid,
             wifi_password: self.wifi_password,
@@ -95,7 +99,7 @@ impl<'a> Config<'a> {
             will: self.will,
             tls: self.tls,
             max_message,
-        }
+        })
     }
 }
 

@@ -970,7 +970,7 @@ impl<
         // One call site of the encoder for every kind of request: the queue takes them in `next_due`'s order.
         while let Some(due) = self.next_due() {
             let req = match due {
-                Due::Configure => Request::Configure(self.config.request(Self::MAX_MESSAGE)),
+                Due::Configure => self.config.request(Self::MAX_MESSAGE),
                 Due::Ping(id) => Request::Ping { id },
                 Due::Filter(i) => {
                     let sub = &mut self.subs[i];
