@@ -639,10 +639,10 @@ impl<
         self.configured = false;
         self.ping = None;
         self.ping_due = false;
-        self.backpressure = false;
         self.port.clear();
         // A lent message went with it; the next frame must not be released in its place.
         self.lent = false;
+        // Also forgets the bridge's backpressure.
         self.reset_state_for_restore();
         self.status(Status::BridgeReset(reason));
     }
