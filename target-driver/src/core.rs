@@ -327,11 +327,12 @@ pub struct DriverStats {
     pub dropped: u32,
 }
 
-/// `at + d`. Out of line: the sum checks for overflow (and panics, as `Instant + Duration` does), and that check
-/// and its panic inlined at each of the core's deadlines cost more than a call.
+/// `at + d`, or the end of time if that is past it: a configuration with a period of `Duration::MAX` (a watchdog
+/// that never fires, say) means never, not a panic (`Instant + Duration` panics on overflow). Out of line: inlined
+/// at each of the core's deadlines, the check costs more than a call.
 #[inline(never)]
 fn later(at: Instant, d: Duration) -> Instant {
-    at + d
+    at.checked_add(d).unwrap_or(Instant::MAX)
 }
 
 /// The id `next` holds, and `next` moved on; never 0, which the bridge uses for requests without an id.

@@ -143,6 +143,20 @@ fn a_new_core_holds_the_bridge_in_reset_and_reports_it() {
 }
 
 #[test]
+fn periods_of_duration_max_mean_never_not_a_panic() {
+    let mut config = config();
+    (config.watchdog, config.ping_timeout, config.answer_timeout) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    config.max_reset_backoff = Duration::MAX;
+    let mut core = up_with(config);
+    assert_eq!(core.poll_at(), Instant::MAX, "no deadline while the bridge is up");
+    core.handle_timeout(at(1_000_000_000));
+    assert!(core.bridge_up() && sent(&mut core).is_empty(), "no ping, no reset");
+    // A failed attempt's backoff (capped by max_reset_backoff) does not overflow either.
+    core.handle_link_error(at(1_000_000_000));
+    assert!(!core.bridge_up());
+}
+
+#[test]
 fn start_up_pulses_reset_then_configures_on_ready() {
     let mut core = up();
     assert!(core.bridge_up());
