@@ -123,15 +123,11 @@ impl<S: Sink + ?Sized> Writer<'_, S> {
     }
 
     fn varint(&mut self, mut v: u64) -> Result<(), EncodeError> {
-        let mut buf = [0u8; 10];
-        let mut n = 0;
         while v >= 0x80 {
-            buf[n] = v as u8 | 0x80;
+            self.byte(v as u8 | 0x80)?;
             v >>= 7;
-            n += 1;
         }
-        buf[n] = v as u8;
-        self.0.write(&buf[..=n])
+        self.byte(v as u8)
     }
 
     fn bytes(&mut self, b: &[u8]) -> Result<(), EncodeError> {
