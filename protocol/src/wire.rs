@@ -397,9 +397,17 @@ impl<'a> Reader<'a> {
 
     /// A varint of a `bits`-bit integer. As postcard: at most `ceil(bits / 7)` bytes, and the last of that many
     /// carries no bits beyond `bits`; groups of zeros that pad a value are accepted.
+    ///
+    /// Always inlined into its few callers, each with a constant `bits`, so that the two bounds are constants.
+    #[inline(always)]
     fn varint(&mut self, bits: u32) -> F<u64> {
         let max_bytes = bits.div_ceil(7);
         let last_max = (1u8 << (bits % 7)) - 1;
+        self.varint_within(max_bytes, last_max)
+    }
+
+    /// A varint of at most `max_bytes` bytes, the last of that many at most `last_max` (see [`Reader::varint`]).
+    fn varint_within(&mut self, max_bytes: u32, last_max: u8) -> F<u64> {
         let mut out = 0u64;
         for i in 0..max_bytes {
             let b = self.byte()?;
