@@ -76,32 +76,33 @@ pub fn encoded_len<T: Encode + ?Sized>(msg: &T) -> usize {
 pub fn utf8(bytes: &[u8]) -> Option<&str> {
     let mut i = 0;
     while let Some(&lead) = bytes.get(i) {
-        // The well-formed sequences (the Unicode standard, table 3-7): the range of the second byte depends on
-        // the lead; every later byte is a continuation byte 80..=BF.
-        let (more, low, high) = match lead {
-            0x00..=0x7F => {
-                i += 1;
-                continue;
-            }
-            0xC2..=0xDF => (1, 0x80, 0xBF),
-            0xE0 => (2, 0xA0, 0xBF),
-            0xE1..=0xEC | 0xEE..=0xEF => (2, 0x80, 0xBF),
-            0xED => (2, 0x80, 0x9F),
-            0xF0 => (3, 0x90, 0xBF),
-            0xF1..=0xF3 => (3, 0x80, 0xBF),
-            0xF4 => (3, 0x80, 0x8F),
+        i += 1;
+        if lead < 0x80 {
+            continue;
+        }
+        // The well-formed sequences (the Unicode standard, table 3-7): the lead says how many continuation bytes
+        // 80..=BF follow, and four leads narrow the range of the first of them.
+        let more = match lead {
+            0xC2..=0xDF => 1,
+            0xE0..=0xEF => 2,
+            0xF0..=0xF4 => 3,
             _ => return None,
         };
-        let second = *bytes.get(i + 1)?;
-        if second < low || second > high {
-            return None;
-        }
-        for k in 2..=more {
-            if *bytes.get(i + k)? & 0xC0 != 0x80 {
+        let (mut low, mut high) = match lead {
+            0xE0 => (0xA0, 0xBF),
+            0xED => (0x80, 0x9F),
+            0xF0 => (0x90, 0xBF),
+            0xF4 => (0x80, 0x8F),
+            _ => (0x80, 0xBF),
+        };
+        for _ in 0..more {
+            let b = *bytes.get(i)?;
+            if b < low || b > high {
                 return None;
             }
+            i += 1;
+            (low, high) = (0x80, 0xBF);
         }
-        i += more + 1;
     }
     // SAFETY: the loop above went through every byte and found only well-formed UTF-8 sequences.
     Some(unsafe { core::str::from_utf8_unchecked(bytes) })
