@@ -141,12 +141,11 @@ impl<S: Sink + ?Sized> Writer<'_, S> {
     }
 
     fn opt_bytes(&mut self, b: Option<&[u8]>) -> Result<(), EncodeError> {
+        // An Option's 0x00 / 0x01 is a bool's: one call of Writer::byte for both.
+        self.bool(b.is_some())?;
         match b {
-            None => self.byte(0),
-            Some(b) => {
-                self.byte(1)?;
-                self.bytes(b)
-            }
+            None => Ok(()),
+            Some(b) => self.bytes(b),
         }
     }
 }
