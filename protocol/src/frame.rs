@@ -328,15 +328,19 @@ impl<const N: usize> FrameDecoder<N> {
         for (i, &byte) in input.iter().enumerate() {
             if byte != 0 {
                 self.started = true;
-                if self.block_left == 0 {
-                    if self.zero_after_block {
-                        self.push(0);
-                    }
+                // A code byte stands for the zero that ended the previous block (if it did), a data byte for
+                // itself: one call of push() for both.
+                let data = if self.block_left == 0 {
+                    let zero = self.zero_after_block;
                     self.block_left = byte - 1;
                     self.zero_after_block = byte < 0xFF;
+                    zero.then_some(0)
                 } else {
-                    self.push(byte);
                     self.block_left -= 1;
+                    Some(byte)
+                };
+                if let Some(data) = data {
+                    self.push(data);
                 }
                 continue;
             }
