@@ -153,46 +153,42 @@ impl<S: Sink + ?Sized> Writer<'_, S> {
 impl Encode for Request<'_> {
     fn encode_to<S: Sink + ?Sized>(&self, out: &mut S) -> Result<(), EncodeError> {
         let mut w = Writer(out);
+        // The variant's index, then the id that five requests start with: written once for all of them, one call
+        // site of each instead of one in every arm.
+        let (tag, id) = match *self {
+            Request::Configure(_) => (0, None),
+            Request::Publish { id, .. } => (1, Some(id)),
+            Request::Subscribe { id, .. } => (2, Some(id)),
+            Request::Unsubscribe { id, .. } => (3, Some(id)),
+            Request::Ack { id } => (4, Some(id)),
+            Request::Ping { id } => (5, Some(id)),
+            Request::TimeRequest => (6, None),
+            Request::StatsRequest => (7, None),
+        };
+        w.byte(tag)?;
+        if let Some(id) = id {
+            w.varint(id.into())?;
+        }
         match *self {
-            Request::Configure(ref c) => {
-                w.byte(0)?;
-                config(&mut w, c)
-            }
+            Request::Configure(ref c) => config(&mut w, c),
             Request::Publish {
-                id,
                 topic,
                 payload,
                 qos,
                 retain,
+                ..
             } => {
-                w.byte(1)?;
-                w.varint(id.into())?;
                 w.str(topic)?;
                 w.bytes(payload)?;
                 w.byte(qos.into())?;
                 w.bool(retain)
             }
-            Request::Subscribe { id, filter, qos } => {
-                w.byte(2)?;
-                w.varint(id.into())?;
+            Request::Subscribe { filter, qos, .. } => {
                 w.str(filter)?;
                 w.byte(qos.into())
             }
-            Request::Unsubscribe { id, filter } => {
-                w.byte(3)?;
-                w.varint(id.into())?;
-                w.str(filter)
-            }
-            Request::Ack { id } => {
-                w.byte(4)?;
-                w.varint(id.into())
-            }
-            Request::Ping { id } => {
-                w.byte(5)?;
-                w.varint(id.into())
-            }
-            Request::TimeRequest => w.byte(6),
-            Request::StatsRequest => w.byte(7),
+            Request::Unsubscribe { filter, .. } => w.str(filter),
+            Request::Ack { .. } | Request::Ping { .. } | Request::TimeRequest | Request::StatsRequest => Ok(()),
         }
     }
 }
