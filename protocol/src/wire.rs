@@ -153,10 +153,10 @@ impl<S: Sink + ?Sized> Writer<'_, S> {
 impl Encode for Request<'_> {
     fn encode_to<S: Sink + ?Sized>(&self, out: &mut S) -> Result<(), EncodeError> {
         let mut w = Writer(out);
-        // The variant's index, then the id that five requests start with: written once for all of them, one call
-        // site of each instead of one in every arm.
-        let (tag, id) = match *self {
-            Request::Configure(_) => (0, None),
+        // The variant's index, then the u16 that six requests start with (an id, the configuration's version):
+        // written once for all of them, one call site of each instead of one in every arm.
+        let (tag, first) = match *self {
+            Request::Configure(ref c) => (0, Some(c.version)),
             Request::Publish { id, .. } => (1, Some(id)),
             Request::Subscribe { id, .. } => (2, Some(id)),
             Request::Unsubscribe { id, .. } => (3, Some(id)),
@@ -166,8 +166,8 @@ impl Encode for Request<'_> {
             Request::StatsRequest => (7, None),
         };
         w.byte(tag)?;
-        if let Some(id) = id {
-            w.varint(id.into())?;
+        if let Some(first) = first {
+            w.varint(first.into())?;
         }
         match *self {
             Request::Configure(ref c) => config(&mut w, c),
@@ -193,8 +193,8 @@ impl Encode for Request<'_> {
     }
 }
 
+/// A configuration's fields after its version (which `Encode for Request` writes with the tag).
 fn config<S: Sink + ?Sized>(w: &mut Writer<'_, S>, c: &Config<'_>) -> Result<(), EncodeError> {
-    w.varint(c.version.into())?;
     w.str(c.wifi_ssid)?;
     w.str(c.wifi_password)?;
     w.str(c.broker_host)?;
