@@ -246,20 +246,6 @@ enum Lent<'a> {
     TooLarge { needed: usize, qos: QoS },
 }
 
-/// A request [`Core::flush`] sends, found by [`Core::next_due`].
-#[derive(Debug, Clone, Copy)]
-enum Due {
-    Configure,
-    Ping(u16),
-    /// The subscribe or unsubscribe of this entry of the subscription table.
-    Filter(usize),
-    Ack(u16),
-    Time,
-    Stats,
-    /// The publication in this entry of the table.
-    Publish(usize),
-}
-
 /// A request without an id (the time, the bridge's counters): wanted until its answer comes, and sent again when
 /// the answer is late (lost on the link) or the bridge was reset.
 #[derive(Debug, Clone, Copy, Default)]
@@ -278,6 +264,11 @@ impl Query {
 
     fn answered(&mut self) {
         (self.wanted, self.due) = (false, false);
+    }
+
+    /// It went into the send queue.
+    fn sent(&mut self) {
+        (self.due, self.aged) = (false, false);
     }
 
     /// At an answer check: a request sent and still unanswered at the previous one is sent again.
@@ -960,7 +951,11 @@ impl<
         self.stats_query.due = self.stats_query.wanted;
     }
 
-    /// Queues every request that is due and fits: configuration first, then subscriptions, publications, acks.
+    /// Queues every request that is due and fits, in this order: the configuration, a ping, subscribes and
+    /// unsubscribes, acknowledgements, time and stats requests, then publications (not while the bridge's queue is
+    /// full), oldest first, so that a resend after a reset keeps the order the application published in. Each request
+    /// is marked sent where it is found, once the send queue took it (a full queue ends the flush): the kind of
+    /// request is decided once, not found, then matched on to build it and again to mark it.
     pub fn flush(&mut self) {
         if self.phase != Phase::Up {
             return;
@@ -968,127 +963,109 @@ impl<
         if self.ping.is_none() {
             self.ping_due = false;
         }
-        // One call site of the encoder for every kind of request: the queue takes them in `next_due`'s order.
-        while let Some(due) = self.next_due() {
-            let req = match due {
-                Due::Configure => self.config.request(Self::MAX_MESSAGE),
-                Due::Ping(id) => Request::Ping { id },
-                Due::Filter(i) => {
-                    let sub = &mut self.subs[i];
-                    // The application's request, or a replay (sent again under its id if its answer is late).
-                    let id = match sub.id.or(sub.replay_id) {
-                        Some(id) => id,
-                        None => {
-                            // A new replay: nobody waits for its outcome. Not new_id(): `sub` borrows the table.
-                            let id = take_id(&mut self.next_id);
-                            sub.replay_id = Some(id);
-                            id
-                        }
-                    };
-                    let filter = &sub.filter;
-                    if sub.unsubscribing {
-                        Request::Unsubscribe { id, filter }
-                    } else {
-                        Request::Subscribe {
-                            id,
-                            filter,
-                            qos: sub.qos,
-                        }
+        loop {
+            if !self.configured {
+                match self.port.send(&self.config.request(Self::MAX_MESSAGE)) {
+                    Ok(()) => (self.config_unanswered, self.config_aged) = (true, false),
+                    Err(SendError::TooLarge) => {
+                        // It can never be sent: as if the bridge refused it (it will refuse what follows), not a
+                        // retry at every turn. Done with, but not sent: no answer to wait for.
+                        warn!("the configuration does not fit the send buffer");
+                        self.restored_unasked = true;
+                        self.status(Status::ConfigurationRefused(ErrorKind::TooLong));
                     }
+                    Err(_) => return,
                 }
-                Due::Ack(id) => Request::Ack { id },
-                Due::Time => Request::TimeRequest,
-                Due::Stats => Request::StatsRequest,
-                Due::Publish(i) => {
-                    let p = &self.pending[i];
-                    let (topic, payload) = self.pool[p.span()].split_at(usize::from(p.topic_len));
-                    match protocol::wire::utf8(topic) {
-                        Some(topic) => Request::Publish {
-                            id: p.id,
-                            topic,
-                            payload,
-                            qos: p.qos,
-                            retain: p.retain,
-                        },
-                        None => {
-                            // Checked when it was published: failing here would be this code's bug. Not sent, it
-                            // stays in flight (never acknowledged) and keeps no other publication from going.
-                            self.mark_sent(due);
-                            continue;
-                        }
+                self.configured = true;
+                continue;
+            }
+            if let (true, Some((id, _))) = (self.ping_due, self.ping) {
+                if self.port.send(&Request::Ping { id }).is_err() {
+                    return;
+                }
+                self.ping_due = false;
+                continue;
+            }
+            if let Some(sub) = self.subs.iter_mut().find(|s| s.used() && !s.sent) {
+                // The application's request, or a replay (sent again under its id if its answer is late).
+                let id = match sub.id.or(sub.replay_id) {
+                    Some(id) => id,
+                    None => {
+                        // A new replay: nobody waits for its outcome. Not new_id(): `sub` borrows the table.
+                        let id = take_id(&mut self.next_id);
+                        sub.replay_id = Some(id);
+                        id
                     }
+                };
+                let filter = &sub.filter;
+                let req = if sub.unsubscribing {
+                    Request::Unsubscribe { id, filter }
+                } else {
+                    Request::Subscribe {
+                        id,
+                        filter,
+                        qos: sub.qos,
+                    }
+                };
+                if self.port.send(&req).is_err() {
+                    return;
                 }
-            };
-            match self.port.send(&req) {
-                Ok(()) => {}
-                Err(SendError::TooLarge) if matches!(due, Due::Configure) => {
-                    // It can never be sent: as if the bridge refused it (it will refuse what follows), not a retry
-                    // at every turn.
-                    warn!("the configuration does not fit the send buffer");
-                    self.restored_unasked = true;
-                    self.status(Status::ConfigurationRefused(ErrorKind::TooLong));
-                    // Done with (as mark_sent would), but not sent: no answer to wait for.
-                    self.configured = true;
-                    continue;
+                (sub.sent, sub.aged) = (true, false);
+                continue;
+            }
+            if let Some(&id) = self.acks.front() {
+                if self.port.send(&Request::Ack { id }).is_err() {
+                    return;
                 }
-                Err(_) => return,
-            }
-            self.mark_sent(due);
-        }
-    }
-
-    /// The next request to send: the configuration, a ping, subscriptions, acknowledgements, time and stats
-    /// requests, then publications (not while the bridge's queue is full), oldest first, so that a resend after a
-    /// reset keeps the order the application published in.
-    fn next_due(&self) -> Option<Due> {
-        if !self.configured {
-            return Some(Due::Configure);
-        }
-        if let (true, Some((id, _))) = (self.ping_due, self.ping) {
-            return Some(Due::Ping(id));
-        }
-        if let Some(i) = self.subs.iter().position(|s| s.used() && !s.sent) {
-            return Some(Due::Filter(i));
-        }
-        if let Some(&id) = self.acks.front() {
-            return Some(Due::Ack(id));
-        }
-        if self.time_query.due {
-            return Some(Due::Time);
-        }
-        if self.stats_query.due {
-            return Some(Due::Stats);
-        }
-        if self.backpressure {
-            return None;
-        }
-        let mut oldest: Option<(usize, u32)> = None;
-        for (i, p) in self.pending.iter().enumerate() {
-            if p.used() && !p.sent && oldest.is_none_or(|(_, seq)| p.seq < seq) {
-                oldest = Some((i, p.seq));
-            }
-        }
-        oldest.map(|(i, _)| Due::Publish(i))
-    }
-
-    /// Notes that the request `due` went into the send queue.
-    fn mark_sent(&mut self, due: Due) {
-        match due {
-            Due::Configure => (self.configured, self.config_unanswered, self.config_aged) = (true, true, false),
-            Due::Ping(_) => self.ping_due = false,
-            Due::Filter(i) => (self.subs[i].sent, self.subs[i].aged) = (true, false),
-            Due::Ack(_) => {
                 self.acks.pop_front();
+                continue;
             }
-            Due::Time => (self.time_query.due, self.time_query.aged) = (false, false),
-            Due::Stats => (self.stats_query.due, self.stats_query.aged) = (false, false),
-            Due::Publish(i) => {
-                let p = &mut self.pending[i];
-                if p.tried {
-                    self.stats.resent += 1;
+            if self.time_query.due || self.stats_query.due {
+                // One request built at run time, not one constant in flash for each question.
+                let (query, req) = if self.time_query.due {
+                    (&mut self.time_query, Request::TimeRequest)
+                } else {
+                    (&mut self.stats_query, Request::StatsRequest)
+                };
+                if self.port.send(&req).is_err() {
+                    return;
                 }
-                (p.sent, p.tried, p.aged) = (true, true, false);
+                query.sent();
+                continue;
             }
+            if self.backpressure {
+                return;
+            }
+            let mut oldest: Option<&mut Pending> = None;
+            for p in &mut self.pending {
+                if p.used() && !p.sent && oldest.as_ref().is_none_or(|o| p.seq < o.seq) {
+                    oldest = Some(p);
+                }
+            }
+            let Some(p) = oldest else { return };
+            // Its span lies in the pool, and its topic is UTF-8: both were checked when it was published, and failing
+            // here would be this code's bug. Not sent, it is marked sent all the same: it stays in flight (never
+            // acknowledged) and keeps no other publication from going.
+            let fields = self
+                .pool
+                .get(p.span())
+                .and_then(|b| b.split_at_checked(usize::from(p.topic_len)));
+            if let Some((Some(topic), payload)) = fields.map(|(t, pl)| (protocol::wire::utf8(t), pl)) {
+                let req = Request::Publish {
+                    id: p.id,
+                    topic,
+                    payload,
+                    qos: p.qos,
+                    retain: p.retain,
+                };
+                if self.port.send(&req).is_err() {
+                    return;
+                }
+            }
+            if p.tried {
+                self.stats.resent += 1;
+            }
+            (p.sent, p.tried, p.aged) = (true, true, false);
         }
     }
 
