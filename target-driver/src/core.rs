@@ -847,14 +847,9 @@ impl<
             self.status(Status::ConfigurationRefused(kind));
             return;
         }
-        if kind == ErrorKind::NotConfigured && self.awaiting_config_echo {
-            // A refusal of something sent before that restore: it is being sent again after the configuration.
-            if let Some(p) = self.pending_slot(id) {
-                p.sent = false;
-            }
-            return;
-        }
-        if kind == ErrorKind::NotConfigured && self.bridge_up() && !self.restored_unasked {
+        // A refusal of something sent before that restore: it is being sent again after the configuration.
+        let before_restore = kind == ErrorKind::NotConfigured && self.awaiting_config_echo;
+        if kind == ErrorKind::NotConfigured && !before_restore && self.bridge_up() && !self.restored_unasked {
             // The bridge restarted and its Ready was lost (it came while the link was out of step): restore it as
             // after an announced restart. The refused request is kept and sent again.
             warn!("the bridge forgot its configuration: restoring it");
@@ -868,21 +863,25 @@ impl<
             self.status(Status::BridgeReady);
             return;
         }
-        if kind == ErrorKind::QueueFull {
-            // Keep the publication and send it again once the bridge has room.
-            if let Some(p) = self.pending_slot(id) {
+        // The publication is looked up once for every case that concerns one.
+        if let Some(p) = self.pending_slot(id) {
+            if before_restore || kind == ErrorKind::QueueFull {
+                // Kept and sent again: after the configuration, or once the bridge has room.
                 p.sent = false;
-                self.backpressure = true;
+                if kind == ErrorKind::QueueFull {
+                    self.backpressure = true;
+                }
                 return;
             }
-        }
-        // Refused for good: a publication is dropped, a filter forgotten (it is not replayed either). A refusal of
-        // an id nothing waits for completes nothing (it would take an entry of the outcome table).
-        if let Some(p) = self.pending_slot(id) {
+            // Refused for good: dropped.
             p.free();
+        } else if before_restore {
+            return;
         } else if let Some(sub) = self.sub_slot(id) {
+            // Refused for good: forgotten (it is not replayed either).
             sub.free();
         } else {
+            // An id nothing waits for completes nothing (it would take an entry of the outcome table).
             return;
         }
         self.complete(id, Err(Error::Refused(kind)));
