@@ -1114,23 +1114,19 @@ impl<
     /// Where `n` bytes are free in the pool: the first gap between the publications in flight that holds them.
     fn pool_space(&self, n: usize) -> Option<usize> {
         let mut at = 0;
-        loop {
+        'search: loop {
             if at + n > POOL {
                 return None;
             }
-            // Every start before the end of the furthest entry overlapping [at, at + n) overlaps that entry too.
-            let blocking_end = self
-                .pending
-                .iter()
-                .filter(|p| p.used())
-                .map(Pending::span)
-                .filter(|span| span.start < at + n && at < span.end)
-                .map(|span| span.end)
-                .max();
-            match blocking_end {
-                Some(end) => at = end,
-                None => return Some(at),
+            for p in &self.pending {
+                let span = p.span();
+                if p.used() && span.start < at + n && at < span.end {
+                    // Every start before the end of an entry overlapping [at, at + n) overlaps that entry too.
+                    at = span.end;
+                    continue 'search;
+                }
             }
+            return Some(at);
         }
     }
 
