@@ -1082,15 +1082,21 @@ impl<
         if payload.len() > P {
             return Err(Error::PayloadTooLong);
         }
+        let n = topic.len() + payload.len();
         let (Some(free), Some(at), false) = (
             self.pending.iter().position(|p| !p.used()),
-            self.pool_space(topic.len() + payload.len()),
+            self.pool_space(n),
             self.backpressure,
         ) else {
             return Err(Error::WouldBlock);
         };
-        self.pool[at..at + topic.len()].copy_from_slice(topic.as_bytes());
-        self.pool[at + topic.len()..][..payload.len()].copy_from_slice(payload);
+        // pool_space() finds bytes inside the pool: get_mut() cannot fail, and it needs no panic path.
+        let Some(bytes) = self.pool.get_mut(at..at + n) else {
+            return Err(Error::WouldBlock);
+        };
+        let (t, p) = bytes.split_at_mut(topic.len());
+        t.copy_from_slice(topic.as_bytes());
+        p.copy_from_slice(payload);
         let id = self.new_id();
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
