@@ -754,7 +754,7 @@ impl<
             }
             BridgeEvent::Status(s) => {
                 (self.awaiting_config_echo, self.config_unanswered) = (false, false);
-                self.bridge_status(s);
+                self.bridge_status(Some(s));
             }
             BridgeEvent::PubAck { id } => {
                 self.restored_unasked = false;
@@ -800,7 +800,7 @@ impl<
                 }
             }
             BridgeEvent::Pong { state, .. } => {
-                for s in state.statuses().into_iter().flatten() {
+                for s in state.statuses() {
                     self.bridge_status(s);
                 }
             }
@@ -819,9 +819,11 @@ impl<
     }
 
     /// A status from the bridge, or from the state in a Pong: reported to the application if it changes what the
-    /// application was told.
-    fn bridge_status(&mut self, s: protocol::Status) {
+    /// application was told. It takes an `Option`, as the state in a Pong gives them, and ignores `None` (nothing
+    /// known of that kind): the Pong's loop needs no flatten.
+    fn bridge_status(&mut self, s: Option<protocol::Status>) {
         use protocol::Status as S;
+        let Some(s) = s else { return };
         let (kind, status) = match s {
             S::WifiUp => (0, Status::WifiUp),
             S::WifiDown => (0, Status::WifiDown),
