@@ -477,6 +477,63 @@ fn decoder() -> FrameDecoder<MAX_FRAME_LEN> {
     FrameDecoder::new()
 }
 
+/// A sink with room for `room` bytes that records what it was given: the accepted bytes, and every write it
+/// refused.
+struct ShortSink {
+    room: usize,
+    bytes: Vec<u8>,
+    refused: usize,
+    /// A write came after a refused one.
+    written_after_refusal: bool,
+}
+
+impl protocol::wire::Sink for ShortSink {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), protocol::frame::EncodeError> {
+        if self.refused > 0 {
+            self.written_after_refusal = true;
+        }
+        if self.bytes.len() + bytes.len() > self.room {
+            self.refused += 1;
+            return Err(protocol::frame::EncodeError::BufferFull);
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Encodes `msg` into sinks of every size below its length: each fails with `BufferFull` after exactly one
+/// refused write, having taken a prefix of the encoding and nothing after the refusal.
+fn check_short_sinks<T: Encode>(msg: &T) -> Result<(), TestCaseError> {
+    let full = message_bytes(msg);
+    for room in 0..full.len() {
+        let mut sink = ShortSink {
+            room,
+            bytes: Vec::new(),
+            refused: 0,
+            written_after_refusal: false,
+        };
+        prop_assert_eq!(msg.encode_to(&mut sink), Err(protocol::frame::EncodeError::BufferFull));
+        prop_assert_eq!(sink.refused, 1);
+        prop_assert!(!sink.written_after_refusal);
+        prop_assert!(full.starts_with(&sink.bytes));
+        let mut buf = vec![0u8; room];
+        prop_assert!(protocol::wire::encode(msg, &mut buf).is_err());
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn request_into_a_short_sink_fails_at_its_first_refusal(req in request()) {
+        check_short_sinks(&req.get())?;
+    }
+
+    #[test]
+    fn event_into_a_short_sink_fails_at_its_first_refusal(ev in event()) {
+        check_short_sinks(&ev.get())?;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Round trips.
 // ---------------------------------------------------------------------------------------------------------------
