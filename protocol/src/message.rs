@@ -558,7 +558,7 @@ impl<'a> Request<'a> {
     /// and every field must be within the limits.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let tag = r.tag()?;
+        let tag = r.tag();
         let req = r.request(tag)?;
         r.end()?;
         req.check_limits()?;
@@ -598,7 +598,7 @@ impl<'a> Event<'a> {
     /// and every field must be within the limits.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let tag = r.tag()?;
+        let tag = r.tag();
         let ev = r.event(tag)?;
         r.end()?;
         ev.check_limits()?;

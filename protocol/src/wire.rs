@@ -360,61 +360,72 @@ impl Encode for Event<'_> {
     }
 }
 
-/// Reads a message's bytes from the front; every failure is [`DecodeError::Malformed`].
+/// Reads a message's bytes from the front.
+///
+/// A field that cannot be read (too few bytes, a bool or an `Option` tag other than 0 and 1, a bad varint or
+/// UTF-8) marks the reader malformed and reads as zero, `false`, `None` or empty; [`Reader::end`] then fails with
+/// [`DecodeError::Malformed`]. So the decoders read all of their fields without a test after each: with a
+/// `Result` from every read, each of their few dozen call sites tested it and branched to a shared exit. What a
+/// decoder builds from a malformed message is dropped.
 pub(crate) struct Reader<'a> {
     bytes: &'a [u8],
+    /// A field could not be read.
+    malformed: bool,
 }
 
 type R<T> = Result<T, DecodeError>;
 
-/// A field that cannot be read: [`Malformed`] once it leaves the reader. Zero-sized, so that the
-/// readers of single fields return in registers (a `DecodeError` would make each a 16-byte result in memory, and
-/// every one of the decoders' call sites larger).
-pub(crate) struct Malformed;
-
-impl From<Malformed> for DecodeError {
-    fn from(_: Malformed) -> Self {
-        DecodeError::Malformed
-    }
-}
-
-/// What reading one field gives.
-type F<T> = Result<T, Malformed>;
-
 impl<'a> Reader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes }
-    }
-
-    /// Fails unless every byte was read.
-    pub(crate) fn end(&self) -> F<()> {
-        if self.bytes.is_empty() {
-            Ok(())
-        } else {
-            Err(Malformed)
+        Reader {
+            bytes,
+            malformed: false,
         }
     }
 
-    fn take(&mut self, n: usize) -> F<&'a [u8]> {
+    /// Fails unless every field could be read and every byte was read.
+    pub(crate) fn end(&self) -> R<()> {
+        if self.bytes.is_empty() && !self.malformed {
+            Ok(())
+        } else {
+            Err(DecodeError::Malformed)
+        }
+    }
+
+    /// Marks the reader malformed; returns the value a field that cannot be read reads as.
+    fn fail<T: Default>(&mut self) -> T {
+        self.malformed = true;
+        T::default()
+    }
+
+    fn take(&mut self, n: usize) -> &'a [u8] {
         if n > self.bytes.len() {
-            return Err(Malformed);
+            return self.fail();
         }
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
-        Ok(head)
+        head
     }
 
-    fn byte(&mut self) -> F<u8> {
-        let (&b, rest) = self.bytes.split_first().ok_or(Malformed)?;
-        self.bytes = rest;
-        Ok(b)
+    /// Out of line, as [`Reader::bool`]: inlined at their dozen call sites in the event decoder, each with its own
+    /// path that marks the reader malformed, each costs about 100 bytes more on the STM32F405.
+    #[inline(never)]
+    fn byte(&mut self) -> u8 {
+        match self.bytes.split_first() {
+            Some((&b, rest)) => {
+                self.bytes = rest;
+                b
+            }
+            None => self.fail(),
+        }
     }
 
-    fn bool(&mut self) -> F<bool> {
-        match self.byte()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(Malformed),
+    #[inline(never)]
+    fn bool(&mut self) -> bool {
+        match self.byte() {
+            0 => false,
+            1 => true,
+            _ => self.fail(),
         }
     }
 
@@ -423,22 +434,24 @@ impl<'a> Reader<'a> {
     ///
     /// Always inlined into its few callers, each with a constant `bits`, so that the two bounds are constants.
     #[inline(always)]
-    fn varint(&mut self, bits: u32) -> F<u64> {
+    fn varint(&mut self, bits: u32) -> u64 {
         let max_bytes = bits.div_ceil(7);
         let last_max = (1u8 << (bits % 7)) - 1;
         self.varint_within(max_bytes, last_max)
     }
 
     /// A varint of at most `max_bytes` bytes, the last of that many at most `last_max` (see [`Reader::varint`]).
-    fn varint_within(&mut self, max_bytes: u32, last_max: u8) -> F<u64> {
+    fn varint_within(&mut self, max_bytes: u32, last_max: u8) -> u64 {
         // First the varint's length: up to the first byte without the continuation bit, which the last byte
         // allowed must be (`last_max` is below 0x80) and within `last_max`.
         let mut n = 0;
         loop {
-            let b = *self.bytes.get(n as usize).ok_or(Malformed)?;
+            let Some(&b) = self.bytes.get(n as usize) else {
+                return self.fail();
+            };
             n += 1;
             if n == max_bytes && b > last_max {
-                return Err(Malformed);
+                return self.fail();
             }
             if b < 0x80 {
                 break;
@@ -447,113 +460,103 @@ impl<'a> Reader<'a> {
         // Then its groups from the most significant: shifts by a constant 7, which the Cortex-M0+ does inline
         // (a shift by a variable amount of a u64 is a call of the compiler's __aeabi_llsl there).
         let mut out = 0u64;
-        for &b in self.take(n as usize)?.iter().rev() {
+        for &b in self.take(n as usize).iter().rev() {
             out = out << 7 | u64::from(b & 0x7F);
         }
-        Ok(out)
+        out
     }
 
     #[inline(never)]
-    fn u16(&mut self) -> F<u16> {
+    fn u16(&mut self) -> u16 {
         // Within 16 bits by the check in varint().
-        self.varint(16).map(|v| v as u16)
+        self.varint(16) as u16
     }
 
     #[inline(never)]
-    fn u32(&mut self) -> F<u32> {
-        self.varint(32).map(|v| v as u32)
+    fn u32(&mut self) -> u32 {
+        self.varint(32) as u32
     }
 
     /// The tag of an enum: its variant's index.
-    pub(crate) fn tag(&mut self) -> F<u32> {
+    pub(crate) fn tag(&mut self) -> u32 {
         self.u32()
     }
 
-    fn bytes(&mut self) -> F<&'a [u8]> {
+    fn bytes(&mut self) -> &'a [u8] {
         // A length is a 64-bit varint, as postcard reads a `usize` on a 64-bit host: the same bytes are accepted
         // on every platform. Compared before the cast, which would truncate on a 32-bit one.
-        let len = self.varint(64)?;
+        let len = self.varint(64);
         if len > self.bytes.len() as u64 {
-            return Err(Malformed);
+            return self.fail();
         }
         self.take(len as usize)
     }
 
-    fn str(&mut self) -> F<&'a str> {
-        utf8(self.bytes()?).ok_or(Malformed)
-    }
-
-    /// `Some(())` when an `Option`'s value follows.
-    fn some(&mut self) -> F<Option<()>> {
-        match self.byte()? {
-            0 => Ok(None),
-            1 => Ok(Some(())),
-            _ => Err(Malformed),
+    fn str(&mut self) -> &'a str {
+        match utf8(self.bytes()) {
+            Some(s) => s,
+            None => self.fail(),
         }
     }
 
-    fn qos(&mut self) -> F<QoS> {
-        self.byte().map(QoS::from)
+    /// Whether an `Option`'s value follows.
+    fn some(&mut self) -> bool {
+        self.bool()
+    }
+
+    fn qos(&mut self) -> QoS {
+        QoS::from(self.byte())
     }
 
     /// The fields of the request with tag `tag`; an unknown tag is [`DecodeError::UnknownMessage`].
     pub(crate) fn request(&mut self, tag: u32) -> R<Request<'a>> {
         Ok(match tag {
-            0 => Request::Configure(self.config()?),
+            0 => Request::Configure(self.config()),
             1 => Request::Publish {
-                id: self.u16()?,
-                topic: self.str()?,
-                payload: self.bytes()?,
-                qos: self.qos()?,
-                retain: self.bool()?,
+                id: self.u16(),
+                topic: self.str(),
+                payload: self.bytes(),
+                qos: self.qos(),
+                retain: self.bool(),
             },
             2 => Request::Subscribe {
-                id: self.u16()?,
-                filter: self.str()?,
-                qos: self.qos()?,
+                id: self.u16(),
+                filter: self.str(),
+                qos: self.qos(),
             },
             3 => Request::Unsubscribe {
-                id: self.u16()?,
-                filter: self.str()?,
+                id: self.u16(),
+                filter: self.str(),
             },
-            4 => Request::Ack { id: self.u16()? },
-            5 => Request::Ping { id: self.u16()? },
+            4 => Request::Ack { id: self.u16() },
+            5 => Request::Ping { id: self.u16() },
             6 => Request::TimeRequest,
             7 => Request::StatsRequest,
             _ => return Err(DecodeError::UnknownMessage(tag)),
         })
     }
 
-    fn config(&mut self) -> R<Config<'a>> {
-        Ok(Config {
-            version: self.u16()?,
-            wifi_ssid: self.str()?,
-            wifi_password: self.str()?,
-            broker_host: self.str()?,
-            broker_port: self.u16()?,
-            client_id: self.str()?,
-            username: match self.some()? {
-                Some(()) => Some(self.str()?),
-                None => None,
-            },
-            password: match self.some()? {
-                Some(()) => Some(self.bytes()?),
-                None => None,
-            },
-            keepalive_s: self.u16()?,
-            clean_session: self.bool()?,
-            will: match self.some()? {
-                Some(()) => Some(Will {
-                    topic: self.str()?,
-                    payload: self.bytes()?,
-                    qos: self.qos()?,
-                    retain: self.bool()?,
-                }),
-                None => None,
-            },
-            tls: self.bool()?,
-            max_message: self.u16()?,
-        })
+    fn config(&mut self) -> Config<'a> {
+        Config {
+            version: self.u16(),
+            wifi_ssid: self.str(),
+            wifi_password: self.str(),
+            broker_host: self.str(),
+            broker_port: self.u16(),
+            client_id: self.str(),
+            username: self.some().then(|| self.str()),
+            password: self.some().then(|| self.bytes()),
+            keepalive_s: self.u16(),
+            clean_session: self.bool(),
+            will: self.some().then(|| Will {
+                topic: self.str(),
+                payload: self.bytes(),
+                qos: self.qos(),
+                retain: self.bool(),
+            }),
+            tls: self.bool(),
+            max_message: self.u16(),
+        }
     }
 
     /// The fields of the event with tag `tag`; an unknown tag is [`DecodeError::UnknownMessage`].
@@ -561,7 +564,7 @@ impl<'a> Reader<'a> {
         // Eight events start with a u16 (an id, Ready's version, TooLong's length): read before the match, one
         // call site instead of eight. Nothing else is read before it, so the order of the reads is the wire's.
         let first = match tag {
-            0 | 2..=6 | 9 | 10 => self.u16()?,
+            0 | 2..=6 | 9 | 10 => self.u16(),
             _ => 0,
         };
         Ok(match tag {
@@ -570,7 +573,7 @@ impl<'a> Reader<'a> {
                 // the STM32F405's build unrolls it).
                 let mut v = [0u16; 3];
                 for v in &mut v {
-                    *v = self.u16()?;
+                    *v = self.u16();
                 }
                 let [max_frame, max_topic, max_payload] = v;
                 Event::Ready {
@@ -579,65 +582,62 @@ impl<'a> Reader<'a> {
                         max_frame,
                         max_topic,
                         max_payload,
-                        window: self.byte()?,
+                        window: self.byte(),
                     },
                 }
             }
-            1 => Event::Status(match self.tag()? {
+            1 => Event::Status(match self.tag() {
                 0 => Status::WifiUp,
                 1 => Status::WifiDown,
                 2 => Status::BrokerUp {
-                    session_present: self.bool()?,
+                    session_present: self.bool(),
                 },
                 3 => Status::BrokerDown {
-                    reason: DownReason::from(self.byte()?),
+                    reason: DownReason::from(self.byte()),
                 },
-                4 => Status::Backpressure { full: self.bool()? },
+                4 => Status::Backpressure { full: self.bool() },
                 // An unknown status inside a known event: the event cannot be read.
                 _ => return Err(DecodeError::Malformed),
             }),
             2 => Event::PubAck { id: first },
             3 => Event::SubAck {
                 id: first,
-                result: SubResult::from(self.byte()?),
+                result: SubResult::from(self.byte()),
             },
             4 => Event::UnsubAck { id: first },
             5 => Event::Message {
                 id: first,
-                topic: self.str()?,
-                payload: self.bytes()?,
-                qos: self.qos()?,
-                retain: self.bool()?,
-                dup: self.bool()?,
+                topic: self.str(),
+                payload: self.bytes(),
+                qos: self.qos(),
+                retain: self.bool(),
+                dup: self.bool(),
             },
             6 => Event::Pong {
                 id: first,
                 state: BridgeState {
-                    wifi_up: self.bool()?,
-                    broker: match self.tag()? {
+                    wifi_up: self.bool(),
+                    broker: match self.tag() {
                         0 => BrokerState::Unknown,
                         1 => BrokerState::Up {
-                            session_present: self.bool()?,
+                            session_present: self.bool(),
                         },
                         2 => BrokerState::Down {
-                            reason: DownReason::from(self.byte()?),
+                            reason: DownReason::from(self.byte()),
                         },
                         _ => return Err(DecodeError::Malformed),
                     },
-                    queue_full: self.bool()?,
+                    queue_full: self.bool(),
                 },
             },
             7 => Event::Time {
-                unix_ms: match self.some()? {
-                    Some(()) => Some(self.varint(64)?),
-                    None => None,
-                },
+                unix_ms: self.some().then(|| self.varint(64)),
             },
             8 => {
-                // The seven counters in a loop: one call site and one error branch instead of seven.
+                // The seven counters in a loop: one call site instead of seven.
                 let mut c = [0u32; 7];
                 for v in &mut c {
-                    *v = self.u32()?;
+                    *v = self.u32();
                 }
                 let [frames_rx, frames_tx, frame_errors, resyncs, reconnects, published, delivered] = c;
                 Event::Stats(Stats {
@@ -648,12 +648,12 @@ impl<'a> Reader<'a> {
                     reconnects,
                     published,
                     delivered,
-                    queue_high_water: self.u16()?,
+                    queue_high_water: self.u16(),
                 })
             }
             9 => Event::Error {
                 id: first,
-                kind: ErrorKind::from(self.byte()?),
+                kind: ErrorKind::from(self.byte()),
             },
             10 => Event::TooLong { len: first },
             _ => return Err(DecodeError::UnknownMessage(tag)),
