@@ -367,11 +367,15 @@ impl<const N: usize> FrameDecoder<N> {
             self.stats.overlong += 1;
             return Err(FrameError::Overlong);
         }
-        if self.block_left != 0 || self.len < CRC_LEN + 1 {
-            self.stats.malformed += 1;
-            return Err(FrameError::Malformed);
-        }
-        let (body, crc) = self.buf[..self.len].split_at(self.len - CRC_LEN);
+        // `len` is never above `N` (see `push`): `get` says so without a panic path, in the malformed branch.
+        let frame = match self.buf.get(..self.len) {
+            Some(frame) if self.block_left == 0 && frame.len() > CRC_LEN => frame,
+            _ => {
+                self.stats.malformed += 1;
+                return Err(FrameError::Malformed);
+            }
+        };
+        let (body, crc) = frame.split_at(frame.len() - CRC_LEN);
         if crc16(CRC_INIT, body).to_le_bytes() != crc {
             self.stats.crc_errors += 1;
             return Err(FrameError::Crc);
