@@ -80,6 +80,10 @@ where
 
     /// Does the driver's work: timers, RST, the link (up to [`EXCHANGES_PER_POLL`] exchanges), received frames.
     /// Call it often (every millisecond or so while busy, and when [`Client::poll_at`] comes).
+    // Out of line: inlined into the application's loop (its only caller), the link engine's code shares registers
+    // with the application's and reloads more (the superloop example: 26 bytes of the driver's code less, a stack
+    // frame of 172 bytes instead of 180).
+    #[inline(never)]
     pub fn poll(&mut self, now: Instant) {
         // A frame that arrived counts before a deadline that passed meanwhile (a Pong, a Ready).
         self.core.handle_frame(now);
