@@ -730,6 +730,10 @@ impl<
         self.pending.iter_mut().find(|p| p.used() && p.id == id)
     }
 
+    // Out of line: inlined, the event was taken apart into registers and stack slots right after decoding, to be
+    // put together again for each kind; out of line it is copied whole once (14 bytes less in the superloop
+    // example, 12 in the async one, 72 on the RP2040).
+    #[inline(never)]
     fn handle_bridge_event(&mut self, ev: BridgeEvent<'static>, now: Instant) {
         // Any frame proves the bridge alive.
         self.ping = None;
