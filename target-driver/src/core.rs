@@ -804,9 +804,11 @@ impl<
                 }
             }
             BridgeEvent::Pong { state, .. } => {
-                for s in state.statuses() {
-                    self.bridge_status(s);
-                }
+                // Three calls rather than a loop over the array, which was built on the stack first.
+                let [wifi, broker, queue] = state.statuses();
+                self.bridge_status(wifi);
+                self.bridge_status(broker);
+                self.bridge_status(queue);
             }
             BridgeEvent::Message { .. } => {}
             BridgeEvent::Time { unix_ms } => {
@@ -824,7 +826,7 @@ impl<
 
     /// A status from the bridge, or from the state in a Pong: reported to the application if it changes what the
     /// application was told. It takes an `Option`, as the state in a Pong gives them, and ignores `None` (nothing
-    /// known of that kind): the Pong's loop needs no flatten.
+    /// known of that kind): the Pong's statuses go in as they come.
     fn bridge_status(&mut self, s: Option<protocol::Status>) {
         use protocol::Status as S;
         let Some(s) = s else { return };
