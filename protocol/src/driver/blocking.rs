@@ -28,16 +28,17 @@ fn drive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
     Ok(())
 }
 
+/// Writes the levels driven last (`last`, if any) again, both pins, data before clock: [`drive`] as if nothing had
+/// been driven before, so that the pin writes are not inlined a second time.
 fn redrive<E, C: OutputPin<Error = E>, D: OutputPin<Error = E>>(
     clk: &mut C,
     dat: &mut D,
     last: Option<(bool, bool)>,
 ) -> Result<(), Error<E>> {
-    if let Some((c, d)) = last {
-        dat.set_state(PinState::from(d)).map_err(Error::Pin)?;
-        clk.set_state(PinState::from(c)).map_err(Error::Pin)?;
+    match last {
+        Some(levels) => drive(clk, dat, &mut None, levels),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The master (target) end, blocking. Pins: T_CLK and T_DAT outputs, B_CLK and B_DAT inputs.
