@@ -287,6 +287,44 @@ fn late(aged: &mut bool) -> bool {
     late
 }
 
+/// Acknowledgements of taken messages waiting to be sent, oldest first: a ring of ids rather than a
+/// `heapless::Deque`, whose full flag and wrap-around by comparison cost more code at each use.
+#[derive(Debug, Default)]
+struct Acks {
+    ids: [u16; ACKS],
+    /// Where the oldest is. Words, not bytes: with bytes the core's zeroing at start-up took the compiler's
+    /// generic `memclr` (208 bytes of flash more) instead of the word-aligned one.
+    start: usize,
+    len: usize,
+}
+
+impl Acks {
+    /// Queues `id`; `false` when the ring is full.
+    fn push(&mut self, id: u16) -> bool {
+        if self.len == ACKS {
+            return false;
+        }
+        self.ids[(self.start + self.len) % ACKS] = id;
+        self.len += 1;
+        true
+    }
+
+    /// The oldest.
+    fn front(&self) -> Option<u16> {
+        (self.len != 0).then(|| self.ids[self.start % ACKS])
+    }
+
+    /// Drops the oldest; only after [`Acks::front`] found one.
+    fn pop(&mut self) {
+        self.start = (self.start + 1) % ACKS;
+        self.len -= 1;
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
 /// Where the bridge is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -374,7 +412,7 @@ pub struct Core<
     statuses: Deque<Status, STATUSES>,
     time_answer: Option<Option<u64>>,
     stats_answer: Option<protocol::Stats>,
-    acks: Deque<u16, ACKS>,
+    acks: Acks,
     configured: bool,
     ping: Option<(u16, Instant)>,
     ping_due: bool,
@@ -467,7 +505,7 @@ impl<
             statuses,
             time_answer: None,
             stats_answer: None,
-            acks: Deque::new(),
+            acks: Acks::default(),
             configured: false,
             ping: None,
             ping_due: false,
@@ -1020,11 +1058,11 @@ impl<
                 (sub.sent, sub.aged) = (true, false);
                 continue;
             }
-            if let Some(&id) = self.acks.front() {
+            if let Some(id) = self.acks.front() {
                 if self.port.send(&Request::Ack { id }).is_err() {
                     return;
                 }
-                self.acks.pop_front();
+                self.acks.pop();
                 continue;
             }
             if self.time_query.due || self.stats_query.due {
@@ -1316,7 +1354,7 @@ impl<
         if needed > room {
             return Some(Lent::TooLarge { needed, qos });
         }
-        if qos == QoS::AtLeastOnce && self.acks.push_back(id).is_err() {
+        if qos == QoS::AtLeastOnce && !self.acks.push(id) {
             // Acknowledgements wait to be sent: the message waits for room among them.
             return None;
         }
