@@ -314,10 +314,12 @@ impl Acks {
         (self.len != 0).then(|| self.ids[self.start % ACKS])
     }
 
-    /// Drops the oldest; only after [`Acks::front`] found one.
+    /// Drops the oldest, if any.
     fn pop(&mut self) {
-        self.start = (self.start + 1) % ACKS;
-        self.len -= 1;
+        if self.len > 0 {
+            self.start = (self.start + 1) % ACKS;
+            self.len -= 1;
+        }
     }
 
     fn clear(&mut self) {
