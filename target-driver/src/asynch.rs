@@ -486,23 +486,57 @@ impl<
     }
 
     /// Starts `op`, re-trying it while it gives [`Error::WouldBlock`], and waits for its outcome. Publish and
-    /// subscribe share this one future, so that the futures to start and to finish an operation (and the code that
-    /// waits) are there once rather than once for each; `op` is taken by reference, so that it is not stored
-    /// twice in the caller's future (measured: a copy costs RAM and flash).
-    async fn request(&self, op: &Op<'_>) -> Result<Outcome, Error> {
-        let token = self
-            .start(|core| match *op {
-                Op::Publish {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                } => core.publish(topic, payload, qos, retain),
-                Op::Subscribe { filter, qos } => core.subscribe(filter, qos),
+    /// subscribe share this one future, so that the code that waits is there once rather than once for each; `op`
+    /// is taken by reference, so that it is not stored twice in the caller's future (measured: a copy costs RAM and
+    /// flash). One `poll_fn` for both halves, with the token as its state, rather than a future to start and one
+    /// to finish: one lock per poll, and the runner woken under it.
+    fn request<'s>(
+        &'s self,
+        op: &'s Op<'_>,
+    ) -> impl Future<Output = Result<Outcome, Error>> + use<'s, 'a, 'c, M, T, P, PUBS, SUBS, TX, RX, POOL> {
+        let mut token = None;
+        poll_fn(move |cx| {
+            self.shared.inner.lock(|i| {
+                let mut inner = i.borrow_mut();
+                let inner = &mut *inner;
+                let t = match token {
+                    Some(t) => t,
+                    None => {
+                        let started = match *op {
+                            Op::Publish {
+                                topic,
+                                payload,
+                                qos,
+                                retain,
+                            } => inner.core.publish(topic, payload, qos, retain),
+                            Op::Subscribe { filter, qos } => inner.core.subscribe(filter, qos),
+                        };
+                        match started {
+                            Err(Error::WouldBlock) => {
+                                inner.waiters.register(cx.waker());
+                                return Poll::Pending;
+                            }
+                            other => {
+                                // The runner sends the request (or sees that nothing was queued).
+                                inner.runner_due = true;
+                                inner.runner.wake();
+                                match other {
+                                    Ok(t) => *token.insert(t),
+                                    Err(e) => return Poll::Ready(Err(e)),
+                                }
+                            }
+                        }
+                    }
+                };
+                match inner.core.outcome(t) {
+                    Some(r) => Poll::Ready(r),
+                    None => {
+                        inner.waiters.register(cx.waker());
+                        Poll::Pending
+                    }
+                }
             })
-            .await;
-        self.shared.wake_runner();
-        self.finish(token?).await
+        })
     }
 
     /// Starts `op`, re-trying it while it gives [`Error::WouldBlock`]. A plain function for the reason `wait_for` is
