@@ -616,16 +616,25 @@ impl<
     /// must outlive it). A QoS 1 message is acknowledged to the bridge once `f` has had it.
     pub async fn next_event_with<R>(&self, f: impl FnOnce(Event<'_>) -> R) -> R {
         let mut f = Some(f);
-        let r = self
-            .wait_for(|core| {
-                let event = core.borrow_event()?;
-                let f = f.take()?;
-                Some(f(event))
+        // Written out rather than as `wait_for` and `wake_runner`: the runner is woken under the same lock.
+        poll_fn(|cx| {
+            self.shared.inner.lock(|i| {
+                let mut inner = i.borrow_mut();
+                let inner = &mut *inner;
+                if let Some(event) = inner.core.borrow_event() {
+                    if let Some(f) = f.take() {
+                        let r = f(event);
+                        // The runner frees the lent message, sends the acknowledgement and lets the link go on.
+                        inner.runner_due = true;
+                        inner.runner.wake();
+                        return Poll::Ready(r);
+                    }
+                }
+                inner.waiters.register(cx.waker());
+                Poll::Pending
             })
-            .await;
-        // The runner frees the lent message, sends the acknowledgement and lets the link go on.
-        self.shared.wake_runner();
-        r
+        })
+        .await
     }
 
     /// The wall-clock time from the bridge (Unix milliseconds), or `None` if it does not know it yet.
