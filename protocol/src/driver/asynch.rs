@@ -2,7 +2,7 @@
 //! time out with embassy-time. Every `await` point leaves the engine consistent, so the futures are cancel-safe:
 //! select them against the application's own signals.
 
-use embassy_time::{with_timeout, Duration};
+use embassy_time::{with_deadline, with_timeout, Duration, Instant};
 use embedded_hal::digital::{InputPin, OutputPin, PinState};
 use embedded_hal_async::digital::Wait as WaitPin;
 
@@ -110,10 +110,17 @@ where
         // at u32::MAX has passed any u32 timeout.
         let mut waited = 0u32;
         loop {
-            // The slice is worked out afresh for every wait rather than kept across it: kept, it is 8 more bytes in
-            // the future (the runner's task).
-            let slice = Duration::from_micros(self.timing.redrive_us.max(1) as u64);
-            match with_timeout(slice, wait_level(&mut self.b_clk, level)).await {
+            // The slice's end is worked out afresh for every wait rather than kept across it: kept, it is 8 more
+            // bytes in the future (the runner's task). The pin's own future in each branch, not `wait_level`'s
+            // state machine around them: 68 bytes less on the STM32F405 and 8 of RAM (4 bytes more on the RP2040).
+            let end = Instant::now() + Duration::from_micros(self.timing.redrive_us.max(1) as u64);
+            let b_clk = &mut self.b_clk;
+            let r = if level {
+                with_deadline(end, b_clk.wait_for_high()).await
+            } else {
+                with_deadline(end, b_clk.wait_for_low()).await
+            };
+            match r {
                 Ok(r) => return r.map_err(Error::Pin),
                 Err(_) => {
                     waited = waited.saturating_add(self.timing.redrive_us);
