@@ -121,6 +121,58 @@ fn a_qos1_publication_whose_puback_is_lost_is_sent_again_and_completes() {
     assert_eq!(log.boots, 1, "no reset for a lost answer");
 }
 
+/// How many times the bridge has received a publication to `topic`.
+fn times_sent(bridge_log: &std::sync::Mutex<common::Log>, topic: &str) -> usize {
+    let log = bridge_log.lock().expect("log");
+    log.publishes.iter().filter(|p| p.1 == topic).count()
+}
+
+#[test]
+fn a_publish_dropped_while_it_waits_for_room_sends_nothing_and_one_dropped_later_stays_in_flight() {
+    let wires = Wires::new();
+    let bridge = Bridge::start(&wires, Knobs::default());
+    // No PubAck reaches the driver until the test says so: four publications hold the four slots.
+    bridge.knobs.lose_pubacks.store(u32::MAX, Ordering::Relaxed);
+    let mut config = config();
+    config.answer_timeout = Duration::from_millis(300);
+    let (knobs, log) = (Arc::clone(&bridge.knobs), Arc::clone(&bridge.log));
+    let in_flight = ["t/in-flight/0", "t/in-flight/1", "t/in-flight/2", "t/in-flight/3"];
+    drive(&wires, config, async |c| {
+        for topic in in_flight {
+            // Dropped once the bridge has it: the publication stays in flight, its outcome unreported.
+            let sent = async {
+                while times_sent(&log, topic) == 0 {
+                    Timer::after(Duration::from_millis(5)).await;
+                }
+            };
+            if let Either::First(r) = select(c.publish(topic, b"x", QoS::AtLeastOnce, false), sent).await {
+                panic!("{topic} completed without a PubAck: {r:?}");
+            }
+        }
+        // Every slot is taken (and stays taken: no PubAck comes): this one waits for room, and is dropped while it
+        // waits.
+        let waiting = c.publish("t/never", b"x", QoS::AtLeastOnce, false);
+        if let Either::First(r) = select(waiting, Timer::after(Duration::from_millis(100))).await {
+            panic!("a fifth publication found room: {r:?}");
+        }
+        knobs.lose_pubacks.store(0, Ordering::Relaxed);
+        // The four are sent again (their answers are late) and acknowledged, which makes room for this one.
+        c.publish("t/after", b"x", QoS::AtLeastOnce, false)
+            .await
+            .expect("published");
+        // Every dropped publication was still in flight: sent again, not forgotten with its future.
+        while in_flight.iter().any(|t| times_sent(&log, t) < 2) {
+            Timer::after(Duration::from_millis(10)).await;
+        }
+    });
+    assert_eq!(times_sent(&bridge.log, "t/after"), 1);
+    assert_eq!(
+        times_sent(&bridge.log, "t/never"),
+        0,
+        "a publication dropped before it started was sent"
+    );
+}
+
 #[test]
 fn statuses_lost_on_the_link_reach_the_application_from_the_watchdogs_ping() {
     let wires = Wires::new();
