@@ -72,6 +72,23 @@ struct Shared<
     inner: Mutex<M, RefCell<Inner<'c, T, P, PUBS, SUBS, TX, RX, POOL>>>,
 }
 
+impl<
+        const T: usize,
+        const P: usize,
+        const PUBS: usize,
+        const SUBS: usize,
+        const TX: usize,
+        const RX: usize,
+        const POOL: usize,
+    > Inner<'_, T, P, PUBS, SUBS, TX, RX, POOL>
+{
+    /// Makes the runner's wait return: now if it waits, at once if it waits later.
+    fn wake_runner(&mut self) {
+        self.runner_due = true;
+        self.runner.wake();
+    }
+}
+
 /// The pins in the order `(t_clk, t_dat, b_clk, b_dat, rst)`, as `protocol::sim::target_pins` gives them.
 impl<TC, TD, BC, BD, RST> From<(TC, TD, BC, BD, RST)> for Pins<TC, TD, BC, BD, RST> {
     fn from((t_clk, t_dat, b_clk, b_dat, rst): (TC, TD, BC, BD, RST)) -> Self {
@@ -290,13 +307,9 @@ impl<
         })
     }
 
-    /// Makes the runner's wait return: now if it waits, at once if it waits later.
+    /// [`Inner::wake_runner`], under the lock.
     fn wake_runner(&self) {
-        self.inner.lock(|i| {
-            let mut inner = i.borrow_mut();
-            inner.runner_due = true;
-            inner.runner.wake();
-        })
+        self.inner.lock(|i| i.borrow_mut().wake_runner())
     }
 }
 
@@ -518,8 +531,7 @@ impl<
                             }
                             other => {
                                 // The runner sends the request (or sees that nothing was queued).
-                                inner.runner_due = true;
-                                inner.runner.wake();
+                                inner.wake_runner();
                                 match other {
                                     Ok(t) => *token.insert(t),
                                     Err(e) => return Poll::Ready(Err(e)),
@@ -625,8 +637,7 @@ impl<
                     if let Some(f) = f.take() {
                         let r = f(event);
                         // The runner frees the lent message, sends the acknowledgement and lets the link go on.
-                        inner.runner_due = true;
-                        inner.runner.wake();
+                        inner.wake_runner();
                         return Poll::Ready(r);
                     }
                 }

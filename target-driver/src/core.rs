@@ -1001,8 +1001,8 @@ impl<
     /// Queues every request that is due and fits, in this order: the configuration, a ping, subscribes and
     /// unsubscribes, acknowledgements, time and stats requests, then publications (not while the bridge's queue is
     /// full), oldest first, so that a resend after a reset keeps the order the application published in. Each request
-    /// is marked sent where it is found, once the send queue took it (a full queue ends the flush): the kind of
-    /// request is decided once, not found, then matched on to build it and again to mark it.
+    /// is found, built, sent and marked sent in one place (a full send queue ends the flush), rather than named by
+    /// a value that two more matches then take apart.
     pub fn flush(&mut self) {
         if self.phase != Phase::Up {
             return;
